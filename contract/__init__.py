@@ -1,0 +1,1 @@
+"""The vocabulary that every stage shares: settings, topics, callback kinds and events."""

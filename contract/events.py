@@ -1,0 +1,67 @@
+"""The normalized event: one callback after parsing, what processors and sinks use.
+
+`values` maps snake_case column names (see `contract.kinds`) to typed values:
+str, int, float, or None for an absent parameter; timestamps are epoch seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from contract.errors import BadCallback
+from contract.kinds import CallbackKind
+
+EVENT_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: CallbackKind
+    sid: str
+    status: str | None
+    received_at: float  # epoch seconds, stamped at the edge
+    event_time: float  # the provider's Timestamp when it sent one, else received_at
+    campaign: str
+    values: dict[str, Any]
+    tags: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, str] = field(default_factory=dict)  # parameters we have no column for
+
+    def get(self, column: str) -> Any:
+        return self.values.get(column)
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": EVENT_VERSION,
+                "kind": self.kind.value,
+                "sid": self.sid,
+                "status": self.status,
+                "received_at": self.received_at,
+                "event_time": self.event_time,
+                "campaign": self.campaign,
+                "values": self.values,
+                "tags": self.tags,
+                "extra": self.extra,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Event:
+        try:
+            d: dict[str, Any] = orjson.loads(raw)
+            return cls(
+                kind=CallbackKind(d["kind"]),
+                sid=d["sid"],
+                status=d["status"],
+                received_at=float(d["received_at"]),
+                event_time=float(d["event_time"]),
+                campaign=d["campaign"],
+                values=d["values"],
+                tags=d.get("tags") or {},
+                extra=d.get("extra") or {},
+            )
+        except (orjson.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
+            raise BadCallback(f"undecodable event: {exc}") from None

@@ -1,0 +1,102 @@
+"""Kafka client configuration and topic set-up, converted from `Settings` in one place."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from contract.errors import ServiceUnavailable
+from contract.settings import Settings
+from contract.topics import Topic, topic_name
+
+logger = logging.getLogger(__name__)
+# librdkafka's own log lines, through Python logging rather than raw stderr
+rdkafka_logger = logging.getLogger("librdkafka")
+
+# Compacted: a subscriber joining late still finds every alert id once.
+_TOPIC_CONFIG: dict[Topic, dict[str, str]] = {
+    Topic.ALERTS: {"cleanup.policy": "compact,delete", "retention.ms": str(30 * 86400_000)},
+}
+
+
+def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": settings.producer_linger_ms,
+        "compression.type": "lz4",
+        "message.timeout.ms": 30_000,
+        "socket.connection.setup.timeout.ms": 5_000,
+        "logger": rdkafka_logger,
+        **extra,
+    }
+
+
+def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "logger": rdkafka_logger,
+        **extra,
+    }
+
+
+def admin(settings: Settings) -> AdminClient:
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "logger": rdkafka_logger})
+
+
+def wait_for_kafka(settings: Settings, *, attempts: int = 30, delay_s: float = 1.0) -> None:
+    """Bounded start-up check: fail with what to start rather than hang."""
+    client = admin(settings)
+    for attempt in range(1, attempts + 1):
+        try:
+            client.list_topics(timeout=2.0)
+            return
+        except KafkaException as exc:
+            logger.info(
+                "waiting for Kafka at %s (%d/%d): %s",
+                settings.kafka_bootstrap,
+                attempt,
+                attempts,
+                exc,
+            )
+            time.sleep(delay_s)
+    raise ServiceUnavailable(
+        f"Kafka at {settings.kafka_bootstrap} did not answer after {attempts} tries; "
+        "start it with `make broker` (or `docker compose up kafka`) "
+        "or set SWITCHBOARD_KAFKA_BOOTSTRAP"
+    )
+
+
+def ensure_topics(settings: Settings, topics: list[Topic] | None = None) -> None:
+    """Create our topics with the configured partition count (faust won't create sources)."""
+    client = admin(settings)
+    wanted = topics or list(Topic)
+    existing = set(client.list_topics(timeout=10).topics)
+    new = [
+        NewTopic(
+            topic_name(t, settings.topic_prefix),
+            num_partitions=settings.topic_partitions,
+            replication_factor=settings.topic_replication,
+            config=_TOPIC_CONFIG.get(t, {}),
+        )
+        for t in wanted
+        if topic_name(t, settings.topic_prefix) not in existing
+    ]
+    if not new:
+        return
+    for name, future in client.create_topics(new, operation_timeout=10).items():
+        try:
+            future.result()
+            logger.info("created topic %s", name)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise

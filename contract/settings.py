@@ -1,0 +1,142 @@
+"""One frozen settings object per process, read from the environment and `.env`.
+
+Every knob of Switchboard is here, so a window size or a threshold is changed in
+one place. Our own variables start with SWITCHBOARD_; SignalWire credentials keep
+the provider's conventional names.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from contract.errors import ConfigurationError
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SWITCHBOARD_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    # --- Kafka ---
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = ""
+    topic_partitions: int = Field(4, ge=1, description="partitions of every topic we create")
+    topic_replication: int = Field(1, ge=1)
+
+    # --- storage ---
+    data_dir: Path = Path("./data")
+    clickhouse_url: str | None = Field(
+        None, description="chdb:///path (embedded) or http(s)://user:pass@host:port/db"
+    )
+    clickhouse_database: str = "switchboard"
+
+    # --- the HTTP edge ---
+    ingest_host: str = "127.0.0.1"
+    ingest_port: int = Field(8080, ge=0, le=65535)
+    ingest_workers: int = Field(1, ge=1)
+    signing_key: SecretStr | None = None
+    public_url: str | None = None
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    produce_timeout_s: float = Field(3.0, gt=0, lt=5.0, description="under the provider's 5 s")
+    retry_after_s: int = Field(5, ge=1)
+    producer_linger_ms: int = Field(5, ge=0)
+
+    # --- processors ---
+    process_web_port: int = Field(6066, ge=0, le=65535)
+    window_tumbling_s: int = Field(60, ge=1)
+    window_hopping_s: tuple[int, ...] = (900, 3600)
+    window_hop_s: int = Field(60, ge=1)
+    window_expires_s: int = Field(7200, ge=60)
+    unconfirmed_after_s: int = Field(
+        900, ge=1, description="a message still at 'sent' this long after is unconfirmed"
+    )
+    sms_failure_threshold: int = Field(100, ge=1)
+    call_failure_threshold: int = Field(100, ge=1)
+    failure_rate_pct: float = Field(20.0, gt=0, le=100)
+    failure_rate_min_volume: int = Field(200, ge=1)
+    alert_cooldown_s: int = Field(900, ge=0)
+    mos_floor: float = Field(3.5, ge=1, le=5)
+    mos_min_calls: int = Field(20, ge=1)
+
+    # --- sinks ---
+    sink_batch_rows: int = Field(20_000, ge=1)
+    sink_batch_seconds: float = Field(0.5, gt=0)
+    sink_retry_max_s: float = Field(30.0, gt=0)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8081, ge=0, le=65535)
+    api_token: SecretStr | None = None
+    exports_dir: Path | None = None
+
+    # --- SignalWire (provider's own variable names) ---
+    signalwire_project_id: str | None = Field(
+        None, validation_alias=AliasChoices("SIGNALWIRE_PROJECT_ID", "signalwire_project_id")
+    )
+    signalwire_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("SIGNALWIRE_TOKEN", "signalwire_token")
+    )
+    signalwire_space_url: str | None = Field(
+        None, validation_alias=AliasChoices("SIGNALWIRE_SPACE_URL", "signalwire_space_url")
+    )
+    signalwire_api_base: str | None = Field(
+        None, description="override the REST base URL (tests point it at a local fake)"
+    )
+    forward_from: str | None = None
+    forward_to: str | None = None
+    alert_to: str | None = None
+    recording_template: str = (
+        'You have received a voicemail. Listen to the recording here: "{recording_url}". '
+        "The Call SID is {call_sid}"
+    )
+    transcription_template: str = (
+        "You have received a voicemail from the number {from_number}. The voicemail "
+        'transcription is as follows: "{transcription_text}" and the Call SID is {call_sid}'
+    )
+
+    @field_validator("window_hopping_s", mode="before")
+    @classmethod
+    def _split_csv(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(int(part) for part in value.split(",") if part.strip())
+        return value
+
+    @cached_property
+    def clickhouse_dsn(self) -> str:
+        if self.clickhouse_url:
+            return self.clickhouse_url
+        return f"chdb://{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def embedded_clickhouse(self) -> bool:
+        return self.clickhouse_dsn.startswith("chdb:")
+
+    @property
+    def exports_path(self) -> Path:
+        return self.exports_dir or self.data_dir / "exports"
+
+    @property
+    def signalwire_configured(self) -> bool:
+        return bool(
+            self.signalwire_project_id and self.signalwire_token and self.signalwire_space_url
+        )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings once at start-up; a bad variable fails here, by name."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = "SWITCHBOARD_" + "_".join(str(p) for p in err["loc"]).upper()
+            problems.append(f"{name}: {err['msg']}")
+        raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None

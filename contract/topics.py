@@ -1,0 +1,34 @@
+"""Every Kafka topic Switchboard uses, named once.
+
+`Topic.X.value` is the logical name; `topic_name(Topic.X, prefix)` is the name on
+the cluster, so two deployments can share one cluster with different prefixes.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Topic(StrEnum):
+    # raw callbacks, exactly as the edge received them, keyed by the kind's SID
+    CALLBACKS_SMS = "callbacks.sms"
+    CALLBACKS_VOICE = "callbacks.voice"
+    CALLBACKS_RECORDING = "callbacks.recording"
+    CALLBACKS_TRANSCRIPTION = "callbacks.transcription"
+    CALLBACKS_INBOUND_CALL = "callbacks.inbound-call"
+    # raw callbacks that could not be normalized, with the reason
+    CALLBACKS_DEAD_LETTER = "callbacks.dead-letter"
+    # normalized events, one per callback, keyed by SID; the ClickHouse writer reads these
+    EVENTS = "events"
+    # rolling window figures per scope
+    METRICS_DELIVERY = "metrics.delivery"
+    METRICS_CALLS = "metrics.calls"
+    # alerts for any subscriber
+    ALERTS = "alerts"
+    # SMS to send (recording and transcription forwards), keyed by the forward id
+    FORWARDS = "forwards"
+    FORWARDS_DEAD_LETTER = "forwards.dead-letter"
+
+
+def topic_name(topic: Topic, prefix: str = "") -> str:
+    return f"{prefix}{topic.value}"
