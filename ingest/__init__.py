@@ -1,0 +1,1 @@
+"""The HTTP edge: receives provider callbacks and makes each durable in Kafka."""
