@@ -1,0 +1,1 @@
+"""The stream processors: faust-streaming agents over the raw callback topics."""
