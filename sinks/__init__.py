@@ -1,0 +1,1 @@
+"""The sinks: ClickHouse as the record, and SMS sent through SignalWire."""

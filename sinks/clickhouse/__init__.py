@@ -1,0 +1,1 @@
+"""Writing Switchboard's events, metrics and alerts to ClickHouse, and reading them back."""

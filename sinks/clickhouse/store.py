@@ -1,0 +1,92 @@
+"""One ClickHouse connection per process, through clickhouse-connect only.
+
+`chdb:///path` is the embedded engine (one process may open a path), and
+`http(s)://...` a server: the same code serves both. The client is not safe
+to share between threads, so every call holds a lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from contract.errors import ServiceUnavailable
+from contract.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def _redact(dsn: str) -> str:
+    if "@" not in dsn:
+        return dsn
+    scheme, rest = dsn.split("://", 1)
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+
+class Store:
+    def __init__(self, client: Client, database: str, dsn: str) -> None:
+        self._client = client
+        self.database = database
+        self.dsn = _redact(dsn)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def connect(cls, settings: Settings, *, attempts: int = 10, delay_s: float = 1.0) -> Store:
+        """Bounded start-up check: fail with what to start rather than hang."""
+        dsn = settings.clickhouse_dsn
+        last: Exception | None = None
+        for attempt in range(1, attempts + 1):
+            try:
+                client = clickhouse_connect.get_client(dsn=dsn)
+                client.command(f"CREATE DATABASE IF NOT EXISTS {settings.clickhouse_database}")
+                return cls(client, settings.clickhouse_database, dsn)
+            except Exception as exc:  # noqa: BLE001 - any failure to connect is retried
+                last = exc
+                logger.info(
+                    "waiting for ClickHouse at %s (%d/%d): %s", _redact(dsn), attempt, attempts, exc
+                )
+                time.sleep(delay_s)
+        raise ServiceUnavailable(
+            f"ClickHouse at {_redact(dsn)} did not answer after {attempts} tries ({last}); "
+            "start it (`docker compose up clickhouse`) or set SWITCHBOARD_CLICKHOUSE_URL "
+            "(chdb:///path for the embedded engine)"
+        )
+
+    def table(self, name: str) -> str:
+        return f"{self.database}.{name}"
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        with self._lock:
+            return self._client.command(sql, parameters=parameters)
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return list(self._client.query(sql, parameters=parameters).result_rows)
+
+    def query_dicts(
+        self, sql: str, parameters: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        with self._lock:
+            result = self._client.query(sql, parameters=parameters)
+            return [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+
+    def insert_json(self, table: str, columns: Sequence[str], rows: bytes) -> None:
+        """Insert newline-separated JSON objects; ClickHouse parses them natively (fast)."""
+        with self._lock:
+            self._client.raw_insert(
+                self.table(table), list(columns), insert_block=rows, fmt="JSONEachRow"
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()
+
+
+__all__ = ["ClickHouseError", "Store"]

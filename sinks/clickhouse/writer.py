@@ -1,0 +1,182 @@
+"""The ClickHouse writer: Kafka records in, batched inserts out, then commit.
+
+Batches close by size or by time. Offsets are committed only after the insert
+succeeded; on a ClickHouse error the batch is retried with backoff while the
+consumer is paused (it keeps polling, so the group does not evict it). A crash
+between insert and commit re-delivers the batch, and the ReplacingMergeTree
+keys make the second copy invisible in FINAL queries.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, KafkaError, Message
+from prometheus_client import Counter, Histogram
+
+from contract.kafka import consumer_config
+from contract.settings import Settings
+from sinks.clickhouse.store import Store
+
+logger = logging.getLogger(__name__)
+
+ROWS_WRITTEN = Counter("switchboard_sink_rows_total", "Rows written to ClickHouse", ["table"])
+BATCH_ROWS = Histogram(
+    "switchboard_sink_batch_rows",
+    "Rows per ClickHouse insert batch",
+    buckets=(1, 10, 100, 1000, 5000, 20000, 50000, 100000),
+)
+INSERT_SECONDS = Histogram("switchboard_sink_insert_seconds", "Time of one batch insert")
+INSERT_ERRORS = Counter("switchboard_sink_insert_errors_total", "Failed batch inserts", ["table"])
+BAD_RECORDS = Counter(
+    "switchboard_sink_bad_records_total", "Records that could not be read", ["topic"]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    table: str
+    columns: tuple[str, ...]
+    values: dict[str, Any]
+
+
+def json_rows(rows: list[dict[str, Any]]) -> bytes:
+    return b"\n".join(orjson.dumps(r) for r in rows)
+
+
+# Turns one Kafka record into rows; raises ValueError-like errors for bad records.
+RowMapper = Callable[[bytes], Iterable[Row]]
+
+
+class BatchWriter:
+    """Consumes `topics`, maps records to rows with `mapper`, writes them in batches."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        group: str,
+        topics: list[str],
+        mapper: RowMapper,
+        name: str,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.mapper = mapper
+        self.name = name
+        self.topics = topics
+        self._consumer = Consumer(consumer_config(settings, group))
+        self._stop = threading.Event()
+        self._batch: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._columns: dict[str, tuple[str, ...]] = {}
+        self._pending = 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        self._consumer.subscribe(self.topics, on_revoke=self._on_revoke)
+        logger.info("%s writer consuming %s", self.name, ", ".join(self.topics))
+        deadline = time.monotonic() + self.settings.sink_batch_seconds
+        try:
+            while not self._stop.is_set():
+                want = max(1, min(10_000, self.settings.sink_batch_rows - self._pending))
+                for msg in self._consumer.consume(num_messages=want, timeout=0.1):
+                    self._add(msg)
+                if self._pending >= self.settings.sink_batch_rows or (
+                    self._pending and time.monotonic() >= deadline
+                ):
+                    self._flush()
+                if not self._pending:
+                    deadline = time.monotonic() + self.settings.sink_batch_seconds
+        finally:
+            # SIGTERM: write and commit what we hold, so nothing is read twice needlessly.
+            if self._pending:
+                self._flush()
+            self._consumer.close()
+            logger.info("%s writer stopped", self.name)
+
+    def _add(self, msg: Message) -> None:
+        err = msg.error()
+        if err is not None:
+            if err.code() != KafkaError._PARTITION_EOF:
+                logger.warning("%s writer: consumer error %s", self.name, err)
+            return
+        try:
+            rows = list(self.mapper(msg.value() or b""))
+        except Exception as exc:  # noqa: BLE001 - a bad record must not stop the writer
+            BAD_RECORDS.labels(msg.topic()).inc()
+            logger.error(
+                "%s writer: skipping unreadable record %s[%d]@%d: %s",
+                self.name,
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+                exc,
+            )
+            return
+        for row in rows:
+            self._batch[row.table].append(row.values)
+            self._columns[row.table] = row.columns
+            self._pending += 1
+
+    def _flush(self) -> None:
+        backoff = 0.2
+        for table, rows in list(self._batch.items()):
+            payload = json_rows(rows)
+            while True:
+                started = time.perf_counter()
+                try:
+                    self.store.insert_json(table, self._columns[table], payload)
+                    break
+                except Exception as exc:  # noqa: BLE001 - retried until it works or we stop
+                    INSERT_ERRORS.labels(table).inc()
+                    logger.error(
+                        "%s writer: insert of %d rows into %s failed (%s); retrying in %.1f s",
+                        self.name,
+                        len(rows),
+                        table,
+                        exc,
+                        backoff,
+                    )
+                    self._wait_paused(backoff)
+                    backoff = min(backoff * 2, self.settings.sink_retry_max_s)
+            INSERT_SECONDS.observe(time.perf_counter() - started)
+            BATCH_ROWS.observe(len(rows))
+            ROWS_WRITTEN.labels(table).inc(len(rows))
+            del self._batch[table]
+        self._pending = 0
+        self._commit()
+
+    def _wait_paused(self, seconds: float) -> None:
+        assignment = self._consumer.assignment()
+        self._consumer.pause(assignment)
+        try:
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                self._consumer.poll(0.1)  # keeps group membership; paused, so returns nothing
+        finally:
+            self._consumer.resume(assignment)
+
+    def _commit(self) -> None:
+        try:
+            self._consumer.commit(asynchronous=False)
+        except Exception as exc:  # noqa: BLE001 - rows are in; a replay will be deduplicated
+            logger.warning("%s writer: commit failed (%s); rows may be replayed", self.name, exc)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[Any]) -> None:
+        if self._pending:
+            logger.info(
+                "%s writer: partitions revoked, writing %d held rows first",
+                self.name,
+                self._pending,
+            )
+            self._flush()

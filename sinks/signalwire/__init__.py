@@ -1,0 +1,1 @@
+"""Outbound SignalWire REST calls (forwarding and alerts)."""
