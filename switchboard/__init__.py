@@ -1,0 +1,1 @@
+"""The `switchboard` command line and local orchestration of the stages."""

@@ -1,0 +1,104 @@
+"""`switchboard run`: the broker and the three stages as child processes, stopped in order.
+
+Children run in their own sessions, so Ctrl-C reaches only this supervisor, which
+then stops the edge first (no new callbacks), then the processors, then the sinks,
+then the broker, each with SIGTERM and a bounded wait.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from types import FrameType
+
+from rich.console import Console
+from rich.panel import Panel
+
+from contract.kafka import ensure_topics
+from contract.settings import Settings
+from sinks.api.auth import resolve_token
+from switchboard.broker import LocalBroker, kafka_version
+
+logger = logging.getLogger(__name__)
+console = Console(stderr=True)
+
+STAGES = ("sink", "process", "ingest")  # started in this order, stopped in reverse
+
+
+def _stage(name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "switchboard", name], env=env, start_new_session=True
+    )
+
+
+def _stop(name: str, proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        logger.warning("%s did not stop within %.0f s; killing it", name, timeout_s)
+        proc.kill()
+        proc.wait(5)
+
+
+def run_pipeline(settings: Settings, *, start_broker: bool = True) -> None:
+    broker: LocalBroker | None = None
+    if start_broker:
+        port = int(settings.kafka_bootstrap.rsplit(":", 1)[1])
+        broker = LocalBroker(settings.data_dir / "kafka", port=port)
+        broker.start()
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        ensure_topics(settings)
+        token, _ = resolve_token(settings)
+        env = dict(os.environ)
+        for name in STAGES:
+            procs[name] = _stage(name, env)
+        _banner(settings, token)
+        while not stopping.is_set():
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    logger.error("%s exited with %s; stopping the pipeline", name, proc.returncode)
+                    stopping.set()
+            time.sleep(0.3)
+    finally:
+        console.print("[yellow]stopping: edge, processors, sinks, broker[/yellow]")
+        for name in reversed(STAGES):
+            if name in procs:
+                _stop(name, procs[name])
+        if broker is not None:
+            broker.stop()
+        console.print("[green]stopped[/green]")
+
+
+def _banner(settings: Settings, token: str) -> None:
+    edge = f"http://{settings.ingest_host}:{settings.ingest_port}"
+    curl = (
+        f"curl -i -X POST '{edge}/callbacks/sms?campaign=demo' "
+        "-d MessageSid=SM0001 -d MessageStatus=delivered -d AccountSid=AC1 "
+        "-d From=+15550001111 -d To=+15550002222 -d Body=hello -d NumMedia=0 -d NumSegments=1"
+    )
+    console.print(
+        Panel.fit(
+            f"[bold]Switchboard is running[/bold] (Kafka {kafka_version()} on "
+            f"{settings.kafka_bootstrap}, ClickHouse {settings.clickhouse_dsn})\n\n"
+            f"edge:      {edge}/callbacks/{{sms,voice,recording,transcription,inbound-call}}\n"
+            f"query API: http://{settings.api_host}:{settings.api_port}  token: {token}\n\n"
+            f"try it:\n  {curl}\n  switchboard report delivery\n\nCtrl-C stops everything.",
+            title="switchboard run",
+        )
+    )
