@@ -1,0 +1,74 @@
+"""Real services, once per test session: one Apache Kafka broker and one chDB path.
+
+Each test gets its own topic prefix and ClickHouse database, so tests never see
+each other's data. chDB allows one path per process, hence one path per session.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from contract.kafka import ensure_topics
+from contract.settings import Settings
+from sinks.clickhouse.schema import migrate
+from sinks.clickhouse.store import Store
+from switchboard.broker import LocalBroker, free_port, kafka_version
+
+logger = logging.getLogger(__name__)
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    broker = LocalBroker(tmp_path_factory.mktemp("kafka"), port=free_port())
+    broker.start()
+    print(f"\nApache Kafka {kafka_version()} (KRaft) on {broker.bootstrap}")
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("chdb")
+
+
+@pytest.fixture
+def settings(kafka: LocalBroker, tmp_path: Path, chdb_path: Path) -> Settings:
+    tag = uuid.uuid4().hex[:10]
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        kafka_bootstrap=kafka.bootstrap,
+        topic_prefix=f"t{tag}.",
+        topic_partitions=2,
+        data_dir=tmp_path,
+        clickhouse_url=f"chdb://{chdb_path}",
+        clickhouse_database=f"test_{tag}",
+        sink_batch_seconds=0.2,
+        process_web_port=free_port(),
+        api_port=free_port(),
+        ingest_port=free_port(),
+        api_token="test-token",
+    )
+
+
+@pytest.fixture
+def topics(settings: Settings) -> Settings:
+    ensure_topics(settings)
+    return settings
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[Store]:
+    """The test's own ClickHouse database in the session's chDB path, schema applied."""
+    store = Store.connect(settings)
+    migrate(store)
+    try:
+        yield store
+    finally:
+        store.command(f"DROP DATABASE IF EXISTS {settings.clickhouse_database}")
