@@ -7,6 +7,7 @@ callback field means adding one `Param` line here.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -67,6 +68,7 @@ class CallbackKind(StrEnum):
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
+@functools.cache  # on the normalizer's per-parameter path; the regex dominated it
 def snake_case(name: str) -> str:
     """`AudioInMos` -> `audio_in_mos`, `From` -> `from`."""
     return _CAMEL.sub("_", name).lower()

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contract.errors import ConfigurationError
 
@@ -54,7 +54,8 @@ class Settings(BaseSettings):
     # --- processors ---
     process_web_port: int = Field(6066, ge=0, le=65535)
     window_tumbling_s: int = Field(60, ge=1)
-    window_hopping_s: tuple[int, ...] = (900, 3600)
+    # NoDecode: read as comma-separated, not JSON, from the environment
+    window_hopping_s: Annotated[tuple[int, ...], NoDecode] = (900, 3600)
     window_hop_s: int = Field(60, ge=1)
     window_expires_s: int = Field(7200, ge=60)
     unconfirmed_after_s: int = Field(
@@ -67,6 +68,15 @@ class Settings(BaseSettings):
     alert_cooldown_s: int = Field(900, ge=0)
     mos_floor: float = Field(3.5, ge=1, le=5)
     mos_min_calls: int = Field(20, ge=1)
+    alert_windows_s: Annotated[tuple[int, ...], NoDecode] = Field(
+        (900,), description="window sizes whose figures raise alerts (of the sizes above)"
+    )
+    metrics_interval_s: float = Field(5.0, gt=0, description="changed windows published this often")
+    process_batch_max: int = Field(5000, ge=1, description="raw callbacks per intake batch")
+    process_batch_wait_s: float = Field(0.1, gt=0, description="longest wait to fill a batch")
+    state_ttl_s: int = Field(
+        2 * 86400, ge=60, description="per-SID state is forgotten this long after its last change"
+    )
 
     # --- sinks ---
     sink_batch_rows: int = Field(20_000, ge=1)
@@ -102,7 +112,7 @@ class Settings(BaseSettings):
         'transcription is as follows: "{transcription_text}" and the Call SID is {call_sid}'
     )
 
-    @field_validator("window_hopping_s", mode="before")
+    @field_validator("window_hopping_s", "alert_windows_s", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -28,6 +28,10 @@ class Topic(StrEnum):
     # SMS to send (recording and transcription forwards), keyed by the forward id
     FORWARDS = "forwards"
     FORWARDS_DEAD_LETTER = "forwards.dead-letter"
+    # internal to the processors: per-SID state changelog (compacted; one record per real
+    # status change, keyed by kind prefix + SID), and window increments partitioned by scope
+    SID_STATE = "processors.sid-state"
+    TRANSITIONS = "processors.transitions"
 
 
 def topic_name(topic: Topic, prefix: str = "") -> str:
