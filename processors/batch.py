@@ -1,0 +1,105 @@
+"""One intake batch: raw callbacks in, everything the intake must publish out. Pure.
+
+Every callback that can be read becomes an event for the `events` topic (duplicates
+too: ClickHouse de-duplicates them), on the partition it came from, so one SID's
+events stay in order. A callback that cannot be read becomes a dead-letter record.
+Callbacks that change their SID's state become a status-change record, window
+increments for their scopes, and (recordings, transcriptions) forward requests.
+The store is updated in memory as the batch goes, so a later callback of the same
+SID in the batch sees the earlier one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from contract.errors import BadCallback
+from contract.forwards import ForwardRequest
+from contract.kinds import CallbackKind
+from contract.settings import Settings
+from processors import normalizer
+from processors.forwarding import forward_request
+from processors.sidstore import SidStore
+from processors.state import FAMILY, scopes, state_key, step
+from processors.transitions import TransitionBatch, scope_partition, table_key
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    kind: CallbackKind
+    partition: int
+    offset: int
+    value: bytes
+
+
+@dataclass(slots=True)
+class BatchOutput:
+    events: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # partition, key, value
+    dead_letters: list[tuple[CallbackKind, bytes | None, bytes]] = field(default_factory=list)
+    transitions: dict[int, TransitionBatch] = field(default_factory=dict)  # by target partition
+    forwards: list[ForwardRequest] = field(default_factory=list)
+    state: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # partition, key, record
+    changes: int = 0
+    unchanged: int = 0  # duplicates and late lower statuses
+
+
+def process_batch(
+    raws: Iterable[Raw], store: SidStore, settings: Settings, partitions: int
+) -> BatchOutput:
+    """`partitions`: of the transitions topic, which the scopes are spread over."""
+    out = BatchOutput()
+    debug = logger.isEnabledFor(logging.DEBUG)
+    for raw in raws:
+        try:
+            event = normalizer.read(raw.kind, raw.value)
+        except BadCallback as exc:
+            logger.warning(
+                "dead-lettered %s callback sid=%s offset=%d: %s",
+                raw.kind,
+                exc.sid or "-",
+                raw.offset,
+                exc.reason,
+            )
+            key = exc.sid.encode() if exc.sid else None
+            out.dead_letters.append(
+                (raw.kind, key, normalizer.dead_letter_record(raw.kind, raw.value, exc.reason))
+            )
+            continue
+        out.events.append((raw.partition, event.sid.encode(), event.to_bytes()))
+        key = state_key(event.kind, event.sid)
+        transition = step(store.get(raw.partition, key), event)
+        if transition is None:
+            out.unchanged += 1
+            if debug:
+                logger.debug("unchanged %s sid=%s status=%s", raw.kind, event.sid, event.status)
+            continue
+        out.changes += 1
+        if debug:
+            logger.debug(
+                "transition %s sid=%s %s -> %s",
+                raw.kind,
+                event.sid,
+                transition.previous,
+                transition.status,
+            )
+        store.put(raw.partition, key, transition.state)
+        out.state.append((raw.partition, key.encode(), transition.record()))
+        family = FAMILY.get(event.kind)
+        if family is not None and transition.counts:
+            source = f"{raw.kind.value}/{raw.partition}"
+            for scope in scopes(event):
+                scope_key = table_key(family, scope)
+                target = scope_partition(scope_key, partitions)
+                batch = out.transitions.get(target)
+                if batch is None:
+                    batch = out.transitions[target] = TransitionBatch()
+                for count in transition.counts:
+                    batch.add(scope_key, source, [raw.offset, count.at, count.deltas])
+        forward = forward_request(transition, event, settings)
+        if forward is not None:
+            out.forwards.append(forward)
+    return out

@@ -1,0 +1,43 @@
+"""The per-SID states of the raw partitions this worker owns, in memory, by partition.
+
+The durable copy is the compacted `processors.sid-state` topic (one partition per raw
+partition number); the intake rebuilds a partition from it when it is assigned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from processors.state import SidState
+
+
+class SidStore:
+    def __init__(self) -> None:
+        self.partitions: dict[int, dict[str, SidState]] = {}
+
+    def get(self, partition: int, key: str) -> SidState | None:
+        return self.partitions[partition].get(key)
+
+    def put(self, partition: int, key: str, state: SidState) -> None:
+        self.partitions[partition][key] = state
+
+    def load(self, partition: int, states: dict[str, SidState]) -> None:
+        self.partitions[partition] = states
+
+    def keep_only(self, partitions: Iterable[int]) -> None:
+        wanted = set(partitions)
+        for partition in [p for p in self.partitions if p not in wanted]:
+            del self.partitions[partition]
+
+    def expire(self, before: float) -> list[tuple[int, str]]:
+        """Forget states last changed before `before`; returns what was forgotten."""
+        gone = []
+        for partition, states in self.partitions.items():
+            old = [key for key, state in states.items() if state.received_at < before]
+            for key in old:
+                del states[key]
+            gone.extend((partition, key) for key in old)
+        return gone
+
+    def __len__(self) -> int:
+        return sum(len(states) for states in self.partitions.values())

@@ -1,0 +1,142 @@
+"""Window maths: buckets, tumbling and hopping windows, replays, expiry, unconfirmed, rates."""
+
+from __future__ import annotations
+
+import pytest
+
+from contract.settings import Settings
+from contract.windows import CallWindow, DeliveryWindow
+from processors.state import Family
+from processors.windows import ScopeWindows, WindowPlan, WindowSpec, window_record
+
+B = 1_800_000_000  # a multiple of 60 and of 3600
+
+
+@pytest.fixture
+def plan() -> WindowPlan:
+    return WindowPlan.from_settings(Settings(_env_file=None, unconfirmed_after_s=900))  # type: ignore[call-arg]
+
+
+def test_plan_from_settings_uses_the_common_bucket() -> None:
+    plan = WindowPlan.from_settings(
+        Settings(
+            _env_file=None, window_tumbling_s=60, window_hopping_s=(900, 3600), window_hop_s=60
+        )  # type: ignore[call-arg]
+    )
+    assert [(s.size_s, s.hop_s) for s in plan.specs] == [(60, 60), (900, 60), (3600, 60)]
+    assert plan.bucket_s == 60
+    odd = WindowPlan.from_settings(
+        Settings(_env_file=None, window_tumbling_s=30, window_hopping_s=(300,), window_hop_s=45)  # type: ignore[call-arg]
+    )
+    assert odd.bucket_s == 15
+
+
+def test_windows_containing_a_bucket() -> None:
+    assert list(WindowSpec(60, 60).starts_containing(B + 120, 60)) == [B + 120]
+    hopping = WindowSpec(900, 60).starts_containing(B + 120, 60)
+    assert len(hopping) == 15
+    assert hopping[0] == B + 120 - 840 and hopping[-1] == B + 120
+    assert len(WindowSpec(3600, 60).starts_containing(B, 60)) == 60
+    # a hop that does not divide the size
+    assert list(WindowSpec(300, 120).starts_containing(B + 60, 60)) == [B - 120, B]
+
+
+def test_a_count_is_in_every_window_that_holds_its_time(plan: WindowPlan) -> None:
+    w = ScopeWindows(Family.DELIVERY)
+    w.apply({"sms/0": [[1, B + 130.5, {"sent": 1, "pending": 1}]]}, plan, now=B + 200)
+    assert w.buckets == {B + 120: [1, 0, 0, 0, 1, 0]}
+    found = plan.windows_containing({B + 120})
+    assert len(found) == 1 + 15 + 60
+    for spec, start in found:
+        assert w.figures(spec, start, plan)["sent"] == 1
+    assert w.figures(WindowSpec(60, 60), B + 60, plan)["sent"] == 0
+
+
+def test_replayed_offsets_are_skipped(plan: WindowPlan) -> None:
+    w = ScopeWindows(Family.DELIVERY)
+    items = [[5, B + 1, {"sent": 1}], [5, B + 1, {"pending": 1}], [7, B + 2, {"sent": 1}]]
+    first = w.apply({"sms/0": items}, plan, now=B + 10)
+    assert first.advanced and first.duplicates == 0
+    again = w.apply({"sms/0": items + [[9, B + 3, {"sent": 1}]]}, plan, now=B + 10)
+    assert again.duplicates == 3 and again.changed == {B}
+    assert w.buckets[B][0] == 3  # offsets 5, 7, 9 once each
+    assert w.offsets == {"sms/0": 9}
+    # another source partition has its own offsets
+    w.apply({"sms/1": [[5, B + 1, {"sent": 1}]]}, plan, now=B + 10)
+    assert w.buckets[B][0] == 4
+
+
+def test_serialization_round_trip(plan: WindowPlan) -> None:
+    w = ScopeWindows(Family.CALLS)
+    w.apply({"voice/2": [[1, B + 5, {"calls": 1, "completed": 1, "mos_sum": 4.5}]]}, plan, B + 9)
+    w.raised["AL1"] = ("low_mos", 900, float(B), float(B + 900))
+    again = ScopeWindows.from_bytes(w.to_bytes())
+    assert again == w
+
+
+def test_buckets_expire_by_event_time_not_wall_clock(plan: WindowPlan) -> None:
+    w = ScopeWindows(Family.DELIVERY)
+    old = B - 10 * 3600
+    # a replay of history, long after the wall clock passed it, still counts
+    w.apply({"sms/0": [[1, old, {"sent": 1}]]}, plan, now=B)
+    assert old in w.buckets
+    # once event time has moved on by more than window_expires_s, the old bucket goes
+    w.apply({"sms/0": [[2, old + 7300, {"sent": 1}]]}, plan, now=B)
+    assert old not in w.buckets
+    late = w.apply({"sms/0": [[3, old + 5, {"sent": 1}]]}, plan, now=B)
+    assert late.late == 1 and late.advanced and not late.changed
+
+
+def test_future_event_times_do_not_expire_the_present(plan: WindowPlan) -> None:
+    w = ScopeWindows(Family.DELIVERY)
+    w.apply({"sms/0": [[1, B, {"sent": 1}], [2, B + 86400, {"sent": 1}]]}, plan, now=B + 60)
+    assert B in w.buckets and w.high == B + 60
+
+
+def test_delivery_record_rate_and_unconfirmed(plan: WindowPlan) -> None:
+    w = ScopeWindows(Family.DELIVERY)
+    items = [
+        [1, B + 1, {"sent": 1, "pending": 1}],
+        [2, B + 2, {"sent": 1, "pending": 1}],
+        [3, B + 3, {"sent": 1, "mms": 1}],
+        [4, B + 9, {"delivered": 1}],
+        [4, B + 1, {"pending": -1}],
+        [5, B + 10, {"undelivered": 1, "sent": 1}],
+        [6, B + 11, {"failed": 1}],
+    ]
+    w.apply({"sms/0": items}, plan, now=B + 20)
+    tumbling = WindowSpec(60, 60)
+    early = window_record("campaign:x", w, tumbling, B, plan, now=B + 100)
+    assert isinstance(early, DeliveryWindow)
+    assert (early.sent, early.delivered, early.undelivered, early.failed) == (4, 1, 1, 1)
+    assert early.delivery_rate == pytest.approx(1 / 3)
+    assert early.unconfirmed == 1  # the MMS at once; the pending SMS only after 900 s
+    late = window_record("campaign:x", w, tumbling, B, plan, now=B + 60 + 900)
+    assert late.unconfirmed == 2  # type: ignore[union-attr]
+    assert w.due_between(0, B + 959, plan) == set()
+    assert w.due_between(0, B + 960, plan) == {B}
+    assert w.next_due(plan) == B + 960
+    w.due_published = B + 960
+    assert w.next_due(plan) is None
+
+
+def test_no_receipts_means_no_rate(plan: WindowPlan) -> None:
+    w = ScopeWindows(Family.DELIVERY)
+    w.apply({"sms/0": [[1, B, {"sent": 1, "pending": 1}]]}, plan, now=B)
+    assert window_record("a", w, WindowSpec(60, 60), B, plan, B).delivery_rate is None  # type: ignore[union-attr]
+
+
+def test_call_record_has_inbound_stats(plan: WindowPlan) -> None:
+    w = ScopeWindows(Family.CALLS)
+    items = [
+        [1, B + 5, {"calls": 1, "completed": 1, "duration_s": 90, "mos_count": 1, "mos_sum": 4.5}],
+        [2, B + 6, {"calls": 1, "completed": 1, "duration_s": 30, "mos_count": 1, "mos_sum": 3.5}],
+        [3, B + 7, {"calls": 1, "failed": 1}],
+        [4, B + 8, {"calls": 1, "busy": 1}],
+    ]
+    w.apply({"inbound-call/1": items}, plan, now=B + 9)
+    r = window_record("number:+1555", w, WindowSpec(900, 60), B - 840, plan, B + 9)
+    assert isinstance(r, CallWindow)
+    assert (r.calls, r.completed, r.failed, r.busy, r.duration_s) == (4, 2, 1, 1, 120)
+    assert (r.mos_count, r.mos_mean) == (2, pytest.approx(4.0))
+    assert (r.window_start, r.window_end) == (B - 840, B + 60)
