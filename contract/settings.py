@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     state_ttl_s: int = Field(
         2 * 86400, ge=60, description="per-SID state is forgotten this long after its last change"
     )
+    process_session_timeout_s: float = Field(
+        10.0, ge=6, le=300, description="a dead worker's partitions move on after this long"
+    )
 
     # --- sinks ---
     sink_batch_rows: int = Field(20_000, ge=1)

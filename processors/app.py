@@ -2,7 +2,8 @@
 
 One app per deployment (its id carries the topic prefix), agents registered by
 the modules in this package. Agents run with concurrency 1: faust can commit
-past an in-flight event with more (faust-streaming issue 606).
+past an in-flight event with more (faust-streaming issue 606). The raw topics are
+read by the intake (processors/intake.py), outside faust, for throughput.
 """
 
 from __future__ import annotations
@@ -11,20 +12,16 @@ from dataclasses import dataclass
 
 import faust
 
-from contract.kinds import SPECS, CallbackKind
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
 
 
 @dataclass(frozen=True)
 class Topics:
-    raw: dict[CallbackKind, faust.TopicT]
-    events: faust.TopicT
-    dead_letter: faust.TopicT
+    transitions: faust.TopicT
     alerts: faust.TopicT
     metrics_delivery: faust.TopicT
     metrics_calls: faust.TopicT
-    forwards: faust.TopicT
 
 
 def create_app(settings: Settings) -> tuple[faust.App, Topics]:
@@ -43,6 +40,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Topics]:
         web_host="127.0.0.1",
         web_port=settings.process_web_port,
         stream_buffer_maxsize=8192,
+        # a killed worker's partitions wait this long for another (or its restart)
+        broker_session_timeout=settings.process_session_timeout_s,
+        broker_heartbeat_interval=settings.process_session_timeout_s / 4,
     )
 
     def topic(t: Topic) -> faust.TopicT:
@@ -55,12 +55,9 @@ def create_app(settings: Settings) -> tuple[faust.App, Topics]:
         )
 
     topics = Topics(
-        raw={kind: topic(spec.raw_topic) for kind, spec in SPECS.items()},
-        events=topic(Topic.EVENTS),
-        dead_letter=topic(Topic.CALLBACKS_DEAD_LETTER),
+        transitions=topic(Topic.TRANSITIONS),
         alerts=topic(Topic.ALERTS),
         metrics_delivery=topic(Topic.METRICS_DELIVERY),
         metrics_calls=topic(Topic.METRICS_CALLS),
-        forwards=topic(Topic.FORWARDS),
     )
     return app, topics

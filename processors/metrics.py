@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
-EVENTS = Counter("switchboard_process_events_total", "Callbacks normalized", ["kind"])
+EVENTS = Counter("switchboard_process_events_total", "Callbacks read by the intake", ["kind"])
 DEAD_LETTERED = Counter(
     "switchboard_process_dead_letter_total", "Callbacks that could not be normalized", ["kind"]
 )
+TRANSITIONS = Counter("switchboard_process_transitions_total", "Real per-SID status changes")
+UNCHANGED = Counter(
+    "switchboard_process_unchanged_total", "Duplicate or late lower-status callbacks"
+)
+BATCH_SECONDS = Histogram(
+    "switchboard_process_batch_seconds",
+    "Intake batch time, from read to commit",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+WINDOW_ITEMS_SKIPPED = Counter(
+    "switchboard_process_window_items_skipped_total",
+    "Window increments skipped: already applied (replay) or for an expired bucket",
+    ["reason"],
+)
+WINDOWS_PUBLISHED = Counter(
+    "switchboard_process_windows_published_total", "Window records published", ["family"]
+)
+ALERTS = Counter("switchboard_process_alerts_total", "Alerts raised", ["type"])

@@ -1,35 +1,55 @@
-"""Running the processors: one faust worker, Prometheus metrics on loopback."""
+"""Running the processors: the intake thread and one faust worker, metrics on loopback."""
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
+import time
 
 from faust.worker import Worker
 from prometheus_client import start_http_server
 
 from contract.kafka import ensure_topics, wait_for_kafka
 from contract.settings import Settings
-from processors import normalizer
+from processors import window_agent
 from processors.app import create_app
+from processors.forwarding import check_templates
+from processors.intake import Intake
+from processors.replay import published_alert_ids
 
 logger = logging.getLogger(__name__)
 
 
-def build(settings: Settings):  # noqa: ANN201 - faust's App is untyped
+def build(settings: Settings, published: set[str] | None = None):  # noqa: ANN201 - faust's App is untyped
     app, topics = create_app(settings)
-    normalizer.register(app, topics)
+    window_agent.register(app, topics, settings, published if published is not None else set())
     return app
 
 
 def run(settings: Settings, metrics_port: int | None = None) -> None:
-    """Blocks until SIGTERM/SIGINT; faust then commits what it processed and stops."""
+    """Blocks until SIGTERM/SIGINT; then the intake and faust commit what they did and stop."""
+    check_templates(settings)
     wait_for_kafka(settings)
     ensure_topics(settings)  # faust does not create source topics, and wants our partitions
     if metrics_port:
         start_http_server(metrics_port, addr="127.0.0.1")
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
-    app = build(settings)
+    # until faust installs its own handlers, a stop request during start-up is a clean exit
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    app = build(
+        settings, published_alert_ids(settings, since=time.time() - settings.window_expires_s)
+    )
+    intake = Intake(settings)
+    failed = threading.Event()
+    thread = threading.Thread(target=_run_intake, args=(intake, failed), name="intake")
+
+    @app.task
+    async def start_intake() -> None:
+        # started by the faust worker, after its SIGTERM handler: a stop then finds both running
+        thread.start()
+
     logger.info("processors starting against %s", settings.kafka_bootstrap)
     code = 1
     try:
@@ -39,8 +59,26 @@ def run(settings: Settings, metrics_port: int | None = None) -> None:
     except Exception:
         logger.exception("processors crashed")
     finally:
+        intake.stop()
+        if thread.ident is not None:
+            thread.join(60)
+        if failed.is_set() or thread.is_alive():
+            code = 1
         # faust has already stopped and committed by now, but after a crash it can leave
         # a non-daemon consumer thread behind that keeps the process alive forever; a
         # supervisor must see the exit to restart us.
         logging.shutdown()
         os._exit(code)
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _run_intake(intake: Intake, failed: threading.Event) -> None:
+    try:
+        intake.run()
+    except Exception:
+        logger.exception("intake crashed; stopping the worker")
+        failed.set()
+        os.kill(os.getpid(), signal.SIGTERM)  # faust stops, run() exits non-zero

@@ -1,0 +1,290 @@
+"""The intake: raw callbacks to events, per-SID state, window increments and forwards.
+
+It runs in a thread of the processors worker on librdkafka (confluent-kafka), not as
+a faust agent: faust spends about 100 µs of CPU on its own plumbing per record, even
+for a no-op agent reading with `take_events()` (bench/process.py measures it as the
+baseline), which alone is more than the 10,000 callbacks/s target allows. librdkafka
+fetches and produces in its own threads and hands over whole batches.
+
+Processing guarantee: at least once, with outputs that are safe to repeat. Per batch:
+1. publish events, dead letters, window increments and forward requests; wait for acks;
+2. publish the status-change records (the per-SID state changelog); wait for acks;
+3. commit the raw offsets.
+A crash before 3 replays the batch. Callbacks whose state change survived are
+duplicates now and count nothing; increments sent again carry the same raw offsets
+and the window agent skips them; events and forwards repeat, and their consumers
+de-duplicate them (ClickHouse by key, the dispatcher by forward_id). Because step 1
+is acknowledged before step 2 starts, a state change never survives without its
+increments: that would lose them for good.
+
+Partition p of every raw topic is one unit (the range assignor gives a consumer the
+same partition numbers of every topic), and so is partition p of the state topic:
+the voice and inbound-call callbacks of one CallSid share state.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from contract.errors import DeliveryFailed, ServiceUnavailable
+from contract.kafka import consumer_config, producer_config
+from contract.kinds import SPECS, CallbackKind
+from contract.settings import Settings
+from contract.topics import Topic, topic_name
+from processors import metrics
+from processors.batch import BatchOutput, Raw, process_batch
+from processors.replay import read_to_end
+from processors.sidstore import SidStore
+from processors.state import SidState, state_from_record
+
+logger = logging.getLogger(__name__)
+
+SWEEP_EVERY_S = 60.0
+FLUSH_TIMEOUT_S = 60.0  # beyond the producer's message.timeout.ms: every message is decided
+
+
+class Intake:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.group = f"{settings.topic_prefix}switchboard-intake"
+        self.kinds: dict[str, CallbackKind] = {
+            topic_name(spec.raw_topic, settings.topic_prefix): kind for kind, spec in SPECS.items()
+        }
+        self.store = SidStore()
+        self._stopping = False
+        self._held: set[int] = set()  # partition numbers held until the current rebalance
+        self._delivery_error: KafkaError | None = None
+        self._last_sweep = time.monotonic()
+
+    def _name(self, topic: Topic) -> str:
+        return topic_name(topic, self.settings.topic_prefix)
+
+    def stop(self) -> None:
+        """Finish the batch in hand, commit it, leave the group."""
+        self._stopping = True
+
+    def run(self) -> None:
+        consumer = Consumer(
+            consumer_config(
+                self.settings,
+                self.group,
+                **{
+                    "partition.assignment.strategy": "range",
+                    "enable.auto.offset.store": False,
+                    "session.timeout.ms": int(self.settings.process_session_timeout_s * 1000),
+                    "heartbeat.interval.ms": int(self.settings.process_session_timeout_s * 250),
+                },
+            )
+        )
+        producer = Producer(
+            producer_config(
+                self.settings,
+                **{"on_delivery": self._on_delivery, "delivery.report.only.error": True},
+            )
+        )
+        try:
+            transitions = self._name(Topic.TRANSITIONS)
+            partitions = len(
+                consumer.list_topics(transitions, timeout=10).topics[transitions].partitions
+            )
+            if not partitions:
+                raise ServiceUnavailable(f"topic {transitions} has no partitions; is it created?")
+            consumer.subscribe(
+                list(self.kinds),
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            )
+            logger.info("intake consuming %s as %s", ", ".join(self.kinds), self.group)
+            while not self._stopping:
+                messages = consumer.consume(
+                    self.settings.process_batch_max, self.settings.process_batch_wait_s
+                )
+                if messages:
+                    self._handle(consumer, producer, messages, partitions)
+                if time.monotonic() - self._last_sweep > SWEEP_EVERY_S:
+                    self._sweep(producer)
+        finally:
+            remaining = producer.flush(FLUSH_TIMEOUT_S)
+            consumer.close()
+            logger.info("intake stopped (%d records unflushed)", remaining)
+
+    def _handle(
+        self, consumer: Consumer, producer: Producer, messages: list[Message], partitions: int
+    ) -> None:
+        started = time.perf_counter()
+        raws: list[Raw] = []
+        offsets: dict[tuple[str, int], int] = {}
+        kinds: Counter[str] = Counter()
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.fatal():
+                    raise KafkaException(error)
+                logger.warning("intake consumer: %s", error)
+                continue
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            kind = self.kinds[topic]
+            kinds[kind] += 1
+            raws.append(Raw(kind, partition, offset, message.value() or b""))
+            offsets[(topic, partition)] = offset
+        out = process_batch(raws, self.store, self.settings, partitions)
+        self._publish_outputs(producer, out)
+        self._flush(producer, "events, increments and forwards")
+        state_topic = self._name(Topic.SID_STATE)
+        for partition, key, value in out.state:
+            self._produce(producer, state_topic, key, value, partition)
+        self._flush(producer, "state changes")
+        self._commit(consumer, offsets)
+        self._count(out, kinds, time.perf_counter() - started)
+
+    def _publish_outputs(self, producer: Producer, out: BatchOutput) -> None:
+        events = self._name(Topic.EVENTS)
+        for partition, key, value in out.events:
+            self._produce(producer, events, key, value, partition)
+        dead_letter = self._name(Topic.CALLBACKS_DEAD_LETTER)
+        for _, key, value in out.dead_letters:
+            self._produce(producer, dead_letter, key, value)
+        transitions = self._name(Topic.TRANSITIONS)
+        for partition, batch in out.transitions.items():
+            self._produce(producer, transitions, None, batch.to_bytes(), partition)
+        forwards = self._name(Topic.FORWARDS)
+        for forward in out.forwards:
+            logger.info(
+                "forward %s sid=%s call_sid=%s", forward.kind, forward.forward_id, forward.call_sid
+            )
+            self._produce(producer, forwards, forward.forward_id.encode(), forward.to_bytes())
+
+    def _produce(
+        self,
+        producer: Producer,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        partition: int | None = None,
+    ) -> None:
+        args: dict[str, Any] = {"key": key, "value": value}
+        if partition is not None:
+            args["partition"] = partition
+        while True:
+            try:
+                producer.produce(topic, **args)
+                return
+            except BufferError:  # the local queue is full: let deliveries drain it
+                producer.poll(0.05)
+
+    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        if error is not None and self._delivery_error is None:
+            self._delivery_error = error
+            logger.error("delivery to %s failed key=%s: %s", message.topic(), message.key(), error)
+
+    def _flush(self, producer: Producer, what: str) -> None:
+        remaining = producer.flush(FLUSH_TIMEOUT_S)
+        error, self._delivery_error = self._delivery_error, None
+        if remaining or error is not None:
+            # Nothing is committed: the batch is processed again after the restart.
+            raise DeliveryFailed(
+                f"{what}: {error or f'{remaining} records unacknowledged'}",
+                topic=what,
+            )
+
+    def _commit(self, consumer: Consumer, offsets: dict[tuple[str, int], int]) -> None:
+        if not offsets:
+            return
+        try:
+            consumer.commit(
+                offsets=[TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()],
+                asynchronous=False,
+            )
+        except KafkaException as exc:
+            # A rebalance took the partitions: the new owner replays the batch, harmlessly.
+            logger.warning("intake commit failed, the batch will be replayed: %s", exc)
+
+    def _count(self, out: BatchOutput, kinds: Counter[str], seconds: float) -> None:
+        for kind, n in kinds.items():
+            metrics.EVENTS.labels(kind).inc(n)
+        metrics.TRANSITIONS.inc(out.changes)
+        metrics.UNCHANGED.inc(out.unchanged)
+        for kind, _, _ in out.dead_letters:
+            metrics.DEAD_LETTERED.labels(kind).inc()
+        metrics.BATCH_SECONDS.observe(seconds)
+        logger.info(
+            "intake batch: %d callbacks, %d transitions, %d unchanged, %d dead-lettered, "
+            "%d forwards in %.0f ms",
+            sum(kinds.values()),
+            out.changes,
+            out.unchanged,
+            len(out.dead_letters),
+            len(out.forwards),
+            seconds * 1000,
+        )
+
+    def _sweep(self, producer: Producer) -> None:
+        self._last_sweep = time.monotonic()
+        forgotten = self.store.expire(time.time() - self.settings.state_ttl_s)
+        state_topic = self._name(Topic.SID_STATE)
+        for partition, key in forgotten:
+            self._produce(producer, state_topic, key.encode(), None, partition)
+        if forgotten:
+            logger.info(
+                "forgot %d per-SID states older than %d s",
+                len(forgotten),
+                self.settings.state_ttl_s,
+            )
+
+    # --- rebalancing: called by librdkafka inside consume(), between batches ---
+
+    def _on_assign(self, consumer: Consumer, assigned: list[TopicPartition]) -> None:
+        numbers = {tp.partition for tp in assigned}
+        # Partitions held until this very rebalance are current in memory; others are not.
+        kept = self._held & numbers
+        self.store.keep_only(kept)
+        fresh = numbers - kept
+        if fresh:
+            started = time.monotonic()
+            for partition, states in recover_states(self.settings, fresh).items():
+                self.store.load(partition, states)
+            logger.info(
+                "intake recovered %d per-SID states of partitions %s in %.1f s",
+                len(self.store),
+                sorted(fresh),
+                time.monotonic() - started,
+            )
+        self._held = numbers
+
+    def _on_revoke(self, consumer: Consumer, revoked: list[TopicPartition]) -> None:
+        self._held = set(self.store.partitions)
+        logger.info("intake partitions revoked: %s", sorted({tp.partition for tp in revoked}))
+
+    def _on_lost(self, consumer: Consumer, lost: list[TopicPartition]) -> None:
+        self._held = set()
+        self.store.keep_only(())
+        logger.warning("intake partitions lost: %s", sorted({tp.partition for tp in lost}))
+
+
+def recover_states(settings: Settings, partitions: set[int]) -> dict[int, dict[str, SidState]]:
+    """Per-SID states from the compacted state topic: its latest record per key."""
+    states: dict[int, dict[str, SidState]] = {p: {} for p in partitions}
+
+    def apply(message: Message) -> None:
+        key = message.key().decode()
+        value = message.value()
+        if value is None:
+            states[message.partition()].pop(key, None)  # forgotten after state_ttl_s
+        else:
+            states[message.partition()][key] = state_from_record(value)
+
+    read_to_end(settings, Topic.SID_STATE, apply, partitions=partitions)
+    return states
