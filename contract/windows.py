@@ -7,7 +7,7 @@ record for the same key supersedes it, so a sink keeps the last one
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -28,7 +28,7 @@ class DeliveryWindow:
     updated_at: float
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)  # orjson writes a dataclass as asdict() would, 10x faster
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> DeliveryWindow:
@@ -55,7 +55,7 @@ class CallWindow:
     updated_at: float
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)  # orjson writes a dataclass as asdict() would, 10x faster
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> CallWindow:

@@ -122,9 +122,10 @@ def evaluate(
     """
     candidates = [
         (start, spec.size_s, crossing)
-        for spec, start in plan.windows_containing(changed)
-        if spec.size_s in rules.windows_s
-        for crossing in crossings(windows.family, windows.figures(spec, start, plan), rules)
+        for spec, starts in plan.windows_containing(changed)
+        if spec.size_s in rules.windows_s and starts
+        for start, figures in windows.figures(spec, starts, plan).items()
+        for crossing in crossings(windows.family, figures, rules)
     ]
     candidates.sort(key=lambda c: (c[0], c[1], c[2].type.value))
     alerts: list[Alert] = []

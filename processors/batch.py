@@ -24,6 +24,7 @@ from processors.forwarding import forward_request
 from processors.sidstore import SidStore
 from processors.state import FAMILY, scopes, state_key, step
 from processors.transitions import TransitionBatch, scope_partition, table_key
+from processors.windows import WindowPlan
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +49,11 @@ class BatchOutput:
 
 
 def process_batch(
-    raws: Iterable[Raw], store: SidStore, settings: Settings, partitions: int
+    raws: Iterable[Raw], store: SidStore, settings: Settings, plan: WindowPlan, partitions: int
 ) -> BatchOutput:
     """`partitions`: of the transitions topic, which the scopes are spread over."""
     out = BatchOutput()
+    bucket = plan.bucket
     debug = logger.isEnabledFor(logging.DEBUG)
     for raw in raws:
         try:
@@ -70,8 +72,8 @@ def process_batch(
             )
             continue
         out.events.append((raw.partition, event.sid.encode(), event.to_bytes()))
-        key = state_key(event.kind, event.sid)
-        transition = step(store.get(raw.partition, key), event)
+        sid_key = state_key(event.kind, event.sid)
+        transition = step(store.get(raw.partition, sid_key), event)
         if transition is None:
             out.unchanged += 1
             if debug:
@@ -86,19 +88,22 @@ def process_batch(
                 transition.previous,
                 transition.status,
             )
-        store.put(raw.partition, key, transition.state)
-        out.state.append((raw.partition, key.encode(), transition.record()))
+        store.put(raw.partition, sid_key, transition.state)
+        out.state.append((raw.partition, sid_key.encode(), transition.record()))
         family = FAMILY.get(event.kind)
         if family is not None and transition.counts:
             source = f"{raw.kind.value}/{raw.partition}"
-            for scope in scopes(event):
-                scope_key = table_key(family, scope)
-                target = scope_partition(scope_key, partitions)
-                batch = out.transitions.get(target)
-                if batch is None:
-                    batch = out.transitions[target] = TransitionBatch()
-                for count in transition.counts:
-                    batch.add(scope_key, source, [raw.offset, count.at, count.deltas])
+            keys = [table_key(family, scope) for scope in scopes(event)]
+            for count in transition.counts:
+                at, deltas = count.at, count.deltas
+                counted = bucket(at)
+                same = tuple(deltas.items())
+                for key in keys:
+                    target = scope_partition(key, partitions)
+                    batch = out.transitions.get(target)
+                    if batch is None:
+                        batch = out.transitions[target] = TransitionBatch()
+                    batch.add(key, source, counted, at, deltas, raw.offset, same)
         forward = forward_request(transition, event, settings)
         if forward is not None:
             out.forwards.append(forward)

@@ -6,10 +6,15 @@ for a no-op agent reading with `take_events()` (bench/process.py measures it as 
 baseline), which alone is more than the 10,000 callbacks/s target allows. librdkafka
 fetches and produces in its own threads and hands over whole batches.
 
-Processing guarantee: at least once, with outputs that are safe to repeat. Per batch:
-1. publish events, dead letters, window increments and forward requests; wait for acks;
-2. publish the status-change records (the per-SID state changelog); wait for acks;
-3. commit the raw offsets.
+Processing guarantee: at least once, with outputs that are safe to repeat. A batch:
+1. publishes events, dead letters, window increments and forward requests, and waits
+   for their acknowledgement;
+2. then publishes its status-change records (the per-SID state changelog) and waits;
+3. then commits its raw offsets.
+Batches overlap rather than wait: while a batch's acknowledgements come in, the next
+ones are read and processed (up to MAX_IN_FLIGHT); steps 2 and 3 still follow each
+batch's own acknowledgements, in batch order, so a SID's state changes reach the
+changelog in the order they happened and offsets are committed in order.
 A crash before 3 replays the batch. Callbacks whose state change survived are
 duplicates now and count nothing; increments sent again carry the same raw offsets
 and the window agent skips them; events and forwards repeat, and their consumers
@@ -26,7 +31,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import (
@@ -48,11 +55,34 @@ from processors.batch import BatchOutput, Raw, process_batch
 from processors.replay import read_to_end
 from processors.sidstore import SidStore
 from processors.state import SidState, state_from_record
+from processors.windows import WindowPlan
 
 logger = logging.getLogger(__name__)
 
 SWEEP_EVERY_S = 60.0
-FLUSH_TIMEOUT_S = 60.0  # beyond the producer's message.timeout.ms: every message is decided
+ACK_TIMEOUT_S = 60.0  # beyond the producer's message.timeout.ms: every message is decided
+MAX_IN_FLIGHT = 3  # batches read ahead of the oldest unacknowledged one
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """A batch on its way: outputs acknowledged, then its state changes, then its offsets."""
+
+    state: list[tuple[int, bytes, bytes]]
+    offsets: dict[tuple[str, int], int]
+    unacked: int = 0  # records of the current step not acknowledged yet
+    state_sent: bool = False
+    error: KafkaError | None = None
+
+    def acked(self, error: KafkaError | None, message: Message) -> None:
+        self.unacked -= 1
+        if error is not None and self.error is None:
+            self.error = error
+            logger.error("delivery to %s failed key=%s: %s", message.topic(), message.key(), error)
+
+    @property
+    def done(self) -> bool:
+        return self.state_sent and not self.unacked
 
 
 class Intake:
@@ -63,10 +93,13 @@ class Intake:
             topic_name(spec.raw_topic, settings.topic_prefix): kind for kind, spec in SPECS.items()
         }
         self.store = SidStore()
+        self.plan = WindowPlan.from_settings(settings)
         self._stopping = False
         self._held: set[int] = set()  # partition numbers held until the current rebalance
-        self._delivery_error: KafkaError | None = None
         self._last_sweep = time.monotonic()
+        self._in_flight: deque[_InFlight] = deque()
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
 
     def _name(self, topic: Topic) -> str:
         return topic_name(topic, self.settings.topic_prefix)
@@ -88,12 +121,8 @@ class Intake:
                 },
             )
         )
-        producer = Producer(
-            producer_config(
-                self.settings,
-                **{"on_delivery": self._on_delivery, "delivery.report.only.error": True},
-            )
-        )
+        producer = Producer(producer_config(self.settings))
+        self._consumer, self._producer = consumer, producer
         try:
             transitions = self._name(Topic.TRANSITIONS)
             partitions = len(
@@ -113,17 +142,17 @@ class Intake:
                     self.settings.process_batch_max, self.settings.process_batch_wait_s
                 )
                 if messages:
-                    self._handle(consumer, producer, messages, partitions)
+                    self._handle(producer, messages, partitions)
+                self._advance()
                 if time.monotonic() - self._last_sweep > SWEEP_EVERY_S:
                     self._sweep(producer)
+            self._drain()
         finally:
-            remaining = producer.flush(FLUSH_TIMEOUT_S)
+            remaining = producer.flush(ACK_TIMEOUT_S)
             consumer.close()
             logger.info("intake stopped (%d records unflushed)", remaining)
 
-    def _handle(
-        self, consumer: Consumer, producer: Producer, messages: list[Message], partitions: int
-    ) -> None:
+    def _handle(self, producer: Producer, messages: list[Message], partitions: int) -> None:
         started = time.perf_counter()
         raws: list[Raw] = []
         offsets: dict[tuple[str, int], int] = {}
@@ -140,32 +169,79 @@ class Intake:
             kinds[kind] += 1
             raws.append(Raw(kind, partition, offset, message.value() or b""))
             offsets[(topic, partition)] = offset
-        out = process_batch(raws, self.store, self.settings, partitions)
-        self._publish_outputs(producer, out)
-        self._flush(producer, "events, increments and forwards")
-        state_topic = self._name(Topic.SID_STATE)
-        for partition, key, value in out.state:
-            self._produce(producer, state_topic, key, value, partition)
-        self._flush(producer, "state changes")
-        self._commit(consumer, offsets)
-        self._count(out, kinds, time.perf_counter() - started)
+        out = process_batch(raws, self.store, self.settings, self.plan, partitions)
+        processed = time.perf_counter()
+        batch = _InFlight(out.state, offsets)
+        self._publish_outputs(producer, out, batch)
+        self._in_flight.append(batch)
+        deadline = time.monotonic() + ACK_TIMEOUT_S
+        while len(self._in_flight) > MAX_IN_FLIGHT:  # read no further ahead than this
+            if time.monotonic() > deadline:
+                raise DeliveryFailed("unacknowledged for too long", topic="intake outputs")
+            producer.poll(0.01)
+            self._advance()
+        self._count(out, kinds, processed - started, time.perf_counter() - processed)
 
-    def _publish_outputs(self, producer: Producer, out: BatchOutput) -> None:
+    def _advance(self, wait: bool = False) -> None:
+        """Steps 2 and 3 for every batch, oldest first, as far as acknowledgements allow."""
+        producer, consumer = self._producer, self._consumer
+        if producer is None or consumer is None:
+            return
+        producer.poll(0)
+        for batch in self._in_flight:
+            if batch.error is not None:
+                # nothing of it is committed: the batch is processed again after the restart
+                raise DeliveryFailed(str(batch.error), topic="intake outputs")
+            if batch.unacked:
+                break  # later batches' state changes must not overtake this one's
+            if not batch.state_sent:
+                self._publish_state(producer, batch)
+                if batch.unacked:
+                    break
+        offsets: dict[tuple[str, int], int] = {}
+        while self._in_flight and self._in_flight[0].done:
+            offsets |= self._in_flight.popleft().offsets
+        self._commit(consumer, offsets, wait)
+
+    def _drain(self) -> None:
+        """Settle every batch in hand: before a rebalance takes partitions, and at a stop."""
+        deadline = time.monotonic() + ACK_TIMEOUT_S
+        while self._in_flight:
+            if time.monotonic() > deadline:
+                raise DeliveryFailed("unacknowledged for too long", topic="intake outputs")
+            if self._producer is not None:
+                self._producer.poll(0.01)
+            self._advance(wait=True)
+
+    def _publish_state(self, producer: Producer, batch: _InFlight) -> None:
+        batch.state_sent = True
+        batch.unacked += len(batch.state)  # before producing: a poll may acknowledge at once
+        state_topic = self._name(Topic.SID_STATE)
+        for partition, key, value in batch.state:
+            self._produce(producer, state_topic, key, value, partition, batch.acked)
+
+    def _publish_outputs(self, producer: Producer, out: BatchOutput, batch: _InFlight) -> None:
+        batch.unacked += (  # before producing: a poll may acknowledge at once
+            len(out.events) + len(out.dead_letters) + len(out.transitions) + len(out.forwards)
+        )
+        acked = batch.acked
         events = self._name(Topic.EVENTS)
         for partition, key, value in out.events:
-            self._produce(producer, events, key, value, partition)
+            self._produce(producer, events, key, value, partition, acked)
         dead_letter = self._name(Topic.CALLBACKS_DEAD_LETTER)
         for _, key, value in out.dead_letters:
-            self._produce(producer, dead_letter, key, value)
+            self._produce(producer, dead_letter, key, value, None, acked)
         transitions = self._name(Topic.TRANSITIONS)
-        for partition, batch in out.transitions.items():
-            self._produce(producer, transitions, None, batch.to_bytes(), partition)
+        for partition, record in out.transitions.items():
+            self._produce(producer, transitions, None, record.to_bytes(), partition, acked)
         forwards = self._name(Topic.FORWARDS)
         for forward in out.forwards:
             logger.info(
                 "forward %s sid=%s call_sid=%s", forward.kind, forward.forward_id, forward.call_sid
             )
-            self._produce(producer, forwards, forward.forward_id.encode(), forward.to_bytes())
+            self._produce(
+                producer, forwards, forward.forward_id.encode(), forward.to_bytes(), None, acked
+            )
 
     def _produce(
         self,
@@ -174,10 +250,13 @@ class Intake:
         key: bytes | None,
         value: bytes | None,
         partition: int | None = None,
+        acked: Callable[[KafkaError | None, Message], None] | None = None,
     ) -> None:
         args: dict[str, Any] = {"key": key, "value": value}
         if partition is not None:
             args["partition"] = partition
+        if acked is not None:
+            args["on_delivery"] = acked
         while True:
             try:
                 producer.produce(topic, **args)
@@ -185,50 +264,40 @@ class Intake:
             except BufferError:  # the local queue is full: let deliveries drain it
                 producer.poll(0.05)
 
-    def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
-        if error is not None and self._delivery_error is None:
-            self._delivery_error = error
-            logger.error("delivery to %s failed key=%s: %s", message.topic(), message.key(), error)
-
-    def _flush(self, producer: Producer, what: str) -> None:
-        remaining = producer.flush(FLUSH_TIMEOUT_S)
-        error, self._delivery_error = self._delivery_error, None
-        if remaining or error is not None:
-            # Nothing is committed: the batch is processed again after the restart.
-            raise DeliveryFailed(
-                f"{what}: {error or f'{remaining} records unacknowledged'}",
-                topic=what,
-            )
-
-    def _commit(self, consumer: Consumer, offsets: dict[tuple[str, int], int]) -> None:
+    def _commit(
+        self, consumer: Consumer, offsets: dict[tuple[str, int], int], wait: bool = False
+    ) -> None:
         if not offsets:
             return
         try:
             consumer.commit(
                 offsets=[TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()],
-                asynchronous=False,
+                asynchronous=not wait,
             )
         except KafkaException as exc:
             # A rebalance took the partitions: the new owner replays the batch, harmlessly.
             logger.warning("intake commit failed, the batch will be replayed: %s", exc)
 
-    def _count(self, out: BatchOutput, kinds: Counter[str], seconds: float) -> None:
+    def _count(
+        self, out: BatchOutput, kinds: Counter[str], processing: float, publishing: float
+    ) -> None:
         for kind, n in kinds.items():
             metrics.EVENTS.labels(kind).inc(n)
         metrics.TRANSITIONS.inc(out.changes)
         metrics.UNCHANGED.inc(out.unchanged)
         for kind, _, _ in out.dead_letters:
             metrics.DEAD_LETTERED.labels(kind).inc()
-        metrics.BATCH_SECONDS.observe(seconds)
+        metrics.BATCH_SECONDS.observe(processing + publishing)
         logger.info(
             "intake batch: %d callbacks, %d transitions, %d unchanged, %d dead-lettered, "
-            "%d forwards in %.0f ms",
+            "%d forwards; processed in %.0f ms, published and acknowledged in %.0f ms",
             sum(kinds.values()),
             out.changes,
             out.unchanged,
             len(out.dead_letters),
             len(out.forwards),
-            seconds * 1000,
+            processing * 1000,
+            publishing * 1000,
         )
 
     def _sweep(self, producer: Producer) -> None:
@@ -265,10 +334,12 @@ class Intake:
         self._held = numbers
 
     def _on_revoke(self, consumer: Consumer, revoked: list[TopicPartition]) -> None:
+        self._drain()  # the batches in hand are ours to commit until the revocation completes
         self._held = set(self.store.partitions)
         logger.info("intake partitions revoked: %s", sorted({tp.partition for tp in revoked}))
 
     def _on_lost(self, consumer: Consumer, lost: list[TopicPartition]) -> None:
+        self._in_flight.clear()  # no longer ours to commit: the new owner replays them
         self._held = set()
         self.store.keep_only(())
         logger.warning("intake partitions lost: %s", sorted({tp.partition for tp in lost}))

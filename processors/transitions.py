@@ -10,11 +10,14 @@ Value (JSON, `v` 1):
 
     {"v": 1,
      "scopes": {"delivery|campaign:spring-sale":             # family | scope_key
-                  {"sms/0": [[offset, event_time, {"sent": 1, "pending": 1}], ...]}},
+                  {"sms/0": [[bucket_start, latest_event_time, {"sent": 1, "pending": 1},
+                              [raw offsets, ascending]], ...]}},
      "tick": null}
 
-Per scope, per raw source partition ("<kind>/<partition>"), the increments in offset
-order; the offset lets the window agent skip increments it has applied before.
+Per scope, per raw source partition ("<kind>/<partition>"), entries of identical
+increments in one bucket, each with the raw offsets of the transitions that made it
+(an entry counts once per offset); the offsets let the window agent skip increments
+it has applied before.
 A record with `"tick": <epoch seconds>` and no scopes is the publishing clock: the
 worker owning the partition sends it to itself every `metrics_interval_s`, and the
 agent then publishes the windows that changed.
@@ -30,24 +33,39 @@ from typing import Any
 import orjson
 
 from processors.state import Family
-from processors.windows import Item
+from processors.windows import Entry
 
 VERSION = 1
 
 
 @dataclass(slots=True)
 class TransitionBatch:
-    scopes: dict[str, dict[str, list[Item]]] = field(default_factory=dict)
+    scopes: dict[str, dict[str, list[Entry]]] = field(default_factory=dict)
     tick: float | None = None
+    _entries: dict[tuple[str, str, int, tuple[Any, ...]], Entry] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
-    def add(self, key: str, source: str, item: Item) -> None:
-        sources = self.scopes.get(key)
-        if sources is None:
-            sources = self.scopes[key] = {}
-        items = sources.get(source)
-        if items is None:
-            items = sources[source] = []
-        items.append(item)
+    def add(
+        self,
+        key: str,
+        source: str,
+        bucket: int,
+        at: float,
+        deltas: dict[str, float],
+        offset: int,
+        same: tuple[Any, ...] | None = None,
+    ) -> None:
+        """Count one transition (offsets ascending per source). `same`: what makes two
+        increments identical, `tuple(deltas.items())` unless the caller has it already."""
+        found = (key, source, bucket, same or tuple(deltas.items()))
+        entry = self._entries.get(found)
+        if entry is None:
+            entry = self._entries[found] = [bucket, at, deltas, []]
+            self.scopes.setdefault(key, {}).setdefault(source, []).append(entry)
+        elif at > entry[1]:
+            entry[1] = at
+        entry[3].append(offset)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps({"v": VERSION, "scopes": self.scopes, "tick": self.tick})

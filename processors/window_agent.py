@@ -31,7 +31,7 @@ from processors.alerting import Rules, evaluate
 from processors.app import Topics
 from processors.state import Family
 from processors.transitions import TransitionBatch, scope_partition, split_key
-from processors.windows import Item, ScopeWindows, WindowPlan, window_record
+from processors.windows import Entry, ScopeWindows, WindowPlan, window_records
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, published: set[
         else:
             attention[key] = when
 
-    async def apply(key: str, sources: dict[str, list[Item]], now: float) -> None:
+    async def apply(key: str, sources: dict[str, list[Entry]], now: float) -> None:
         family, scope = split_key(key)
         stored = table.get(key.encode())
         windows = ScopeWindows.from_bytes(stored) if stored is not None else ScopeWindows(family)
@@ -112,10 +112,10 @@ def register(app: faust.App, topics: Topics, settings: Settings, published: set[
             buckets = windows.unpublished | windows.due_between(windows.due_published, now, plan)
             family, scope = split_key(key.decode())
             target = topics.metrics_delivery if family is Family.DELIVERY else topics.metrics_calls
-            for spec, start in plan.windows_containing(buckets):
-                record = window_record(scope, windows, spec, start, plan, now)
+            records = window_records(scope, windows, buckets, plan, now)
+            for record in records:
                 sends.append(await target.send(key=scope.encode(), value=record.to_bytes()))
-            metrics.WINDOWS_PUBLISHED.labels(family.value).inc(len(sends))
+            metrics.WINDOWS_PUBLISHED.labels(family.value).inc(len(records))
             windows.unpublished.clear()
             windows.due_published = now
             updated[key] = windows

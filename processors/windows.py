@@ -9,6 +9,8 @@ since the epoch.
 `ScopeWindows` is what the window table holds per scope. It remembers, per raw
 source partition, the highest offset it has applied: increments re-sent after a
 crash carry the same offsets and are skipped, so a replay never counts twice.
+Increments arrive as entries, one per bucket and set of deltas, with the raw offsets
+of every transition that made them, so one entry can stand for thousands.
 Buckets expire by event time (the latest event time seen, never ahead of the
 wall clock), not by the wall clock alone, so a replay of recent history counts.
 """
@@ -16,6 +18,8 @@ wall clock), not by the wall clock alone, so a replay of recent history counts.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +45,7 @@ FIELDS: dict[Family, tuple[str, ...]] = {
 }
 _INDEX = {family: {name: i for i, name in enumerate(names)} for family, names in FIELDS.items()}
 
-Item = list[Any]  # [raw offset, event time, {field: delta}]
+Entry = list[Any]  # [bucket start, latest event time, {field: delta}, [raw offsets, ascending]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,17 +78,12 @@ class WindowPlan:
     def bucket(self, at: float) -> int:
         return int(at // self.bucket_s) * self.bucket_s
 
-    def windows_containing(self, buckets: set[int]) -> list[tuple[WindowSpec, int]]:
-        """Every (window, start) that holds one of the buckets, each once."""
-        return sorted(
-            {
-                (spec, start)
-                for bucket in buckets
-                for spec in self.specs
-                for start in spec.starts_containing(bucket, self.bucket_s)
-            },
-            key=lambda pair: (pair[0].size_s, pair[1]),
-        )
+    def windows_containing(self, buckets: Iterable[int]) -> list[tuple[WindowSpec, list[int]]]:
+        """Every window that holds one of the buckets: per window spec, their starts."""
+        return [
+            (spec, sorted({s for b in buckets for s in spec.starts_containing(b, self.bucket_s)}))
+            for spec in self.specs
+        ]
 
     def due(self, bucket: int) -> float:
         """When a message still pending in this bucket has waited long enough to be unconfirmed."""
@@ -110,30 +109,31 @@ class ScopeWindows:
     raised: dict[str, tuple[str, int, float, float]] = field(default_factory=dict)
     # alert_id -> (type, window_s, window_start, window_end), kept until the window expires
 
-    def apply(self, sources: dict[str, list[Item]], plan: WindowPlan, now: float) -> Applied:
+    def apply(self, sources: dict[str, list[Entry]], plan: WindowPlan, now: float) -> Applied:
         index = _INDEX[self.family]
         width = len(index)
+        bucket_s, horizon_s = plan.bucket_s, plan.expires_s
         changed: set[int] = set()
         duplicates = late = 0
         advanced = False
-        for source, items in sources.items():
+        for source, entries in sources.items():
             done = self.offsets.get(source, -1)
             highest = done
-            for offset, at, deltas in items:
-                if offset <= done:
-                    duplicates += 1
+            for bucket, at, deltas, offsets in entries:
+                fresh = len(offsets) - bisect_right(offsets, done)
+                duplicates += len(offsets) - fresh
+                if not fresh:
                     continue
-                highest = max(highest, offset)
+                highest = max(highest, offsets[-1])
                 self.high = max(self.high, min(at, now))
-                bucket = plan.bucket(at)
-                if bucket + plan.bucket_s <= self.high - plan.expires_s:
-                    late += 1
+                if bucket + bucket_s <= self.high - horizon_s:
+                    late += fresh
                     continue
                 row = self.buckets.get(bucket)
                 if row is None:
                     row = self.buckets[bucket] = [0] * width
                 for name, delta in deltas.items():
-                    row[index[name]] += delta
+                    row[index[name]] += delta * fresh
                 changed.add(bucket)
             if highest > done:
                 self.offsets[source] = highest
@@ -150,16 +150,40 @@ class ScopeWindows:
         for alert_id in [a for a, (_, _, _, end) in self.raised.items() if end <= horizon]:
             del self.raised[alert_id]
 
-    def totals(self, spec: WindowSpec, start: int, bucket_s: int) -> list[float]:
-        sums = [0.0] * len(FIELDS[self.family])
-        for bucket in range(start, start + spec.size_s, bucket_s):
+    def figures(
+        self, spec: WindowSpec, starts: list[int], plan: WindowPlan, now: float | None = None
+    ) -> dict[int, dict[str, float]]:
+        """The sums of the windows starting at `starts` (ascending), from running sums of the
+        buckets they span; with `now`, delivery windows get their unconfirmed count too."""
+        names = FIELDS[self.family]
+        unconfirmed = now is not None and self.family is Family.DELIVERY
+        if unconfirmed:
+            names = (*names, "unconfirmed")
+            pending, mms = _INDEX[Family.DELIVERY]["pending"], _INDEX[Family.DELIVERY]["mms"]
+        zero = [0.0] * len(names)
+        running = [zero]
+        first, bucket_s = starts[0], plan.bucket_s
+        for bucket in range(first, starts[-1] + spec.size_s, bucket_s):
             row = self.buckets.get(bucket)
-            if row is not None:
-                sums = [a + b for a, b in zip(sums, row, strict=True)]
-        return sums
-
-    def figures(self, spec: WindowSpec, start: int, plan: WindowPlan) -> dict[str, float]:
-        return dict(zip(FIELDS[self.family], self.totals(spec, start, plan.bucket_s), strict=True))
+            if row is None:
+                running.append(running[-1])
+                continue
+            if unconfirmed:
+                due = row[pending] if plan.due(bucket) <= now else 0  # type: ignore[operator]
+                row = [*row, row[mms] + due]
+            running.append([a + b for a, b in zip(running[-1], row, strict=True)])
+        span = spec.size_s // bucket_s
+        out = {}
+        for start in starts:
+            i = (start - first) // bucket_s
+            out[start] = dict(
+                zip(
+                    names,
+                    [b - a for a, b in zip(running[i], running[i + span], strict=True)],
+                    strict=True,
+                )
+            )
+        return out
 
     def due_between(self, after: float, until: float, plan: WindowPlan) -> set[int]:
         """Buckets with pending messages that became unconfirmed in (after, until]."""
@@ -181,18 +205,6 @@ class ScopeWindows:
             if row[pending] and plan.due(b) > self.due_published
         ]
         return min(dues, default=None)
-
-    def unconfirmed(self, spec: WindowSpec, start: int, plan: WindowPlan, now: float) -> int:
-        index = _INDEX[Family.DELIVERY]
-        total = 0.0
-        for bucket in range(start, start + spec.size_s, plan.bucket_s):
-            row = self.buckets.get(bucket)
-            if row is None:
-                continue
-            total += row[index["mms"]]
-            if plan.due(bucket) <= now:
-                total += row[index["pending"]]
-        return int(total)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(
@@ -222,18 +234,24 @@ class ScopeWindows:
         )
 
 
-def window_record(
-    scope: str,
-    windows: ScopeWindows,
-    spec: WindowSpec,
-    start: int,
-    plan: WindowPlan,
-    now: float,
+def window_records(
+    scope: str, windows: ScopeWindows, buckets: Iterable[int], plan: WindowPlan, now: float
+) -> list[DeliveryWindow | CallWindow]:
+    """The figures, as of `now`, of every window of a scope that holds one of the buckets."""
+    records: list[DeliveryWindow | CallWindow] = []
+    for spec, starts in plan.windows_containing(buckets):
+        if not starts:
+            continue
+        for start, f in windows.figures(spec, starts, plan, now).items():
+            records.append(_record(scope, windows.family, spec, start, f, now))
+    return records
+
+
+def _record(
+    scope: str, family: Family, spec: WindowSpec, start: int, f: dict[str, float], now: float
 ) -> DeliveryWindow | CallWindow:
-    """The published figures of one window of one scope, as of `now`."""
-    f = windows.figures(spec, start, plan)
     end = float(start + spec.size_s)
-    if windows.family is Family.DELIVERY:
+    if family is Family.DELIVERY:
         receipts = f["delivered"] + f["undelivered"] + f["failed"]
         return DeliveryWindow(
             scope=scope,
@@ -244,7 +262,7 @@ def window_record(
             delivered=int(f["delivered"]),
             undelivered=int(f["undelivered"]),
             failed=int(f["failed"]),
-            unconfirmed=windows.unconfirmed(spec, start, plan, now),
+            unconfirmed=int(f["unconfirmed"]),
             delivery_rate=f["delivered"] / receipts if receipts else None,
             updated_at=now,
         )

@@ -30,14 +30,14 @@ def build(settings: Settings, published: set[str] | None = None):  # noqa: ANN20
 
 def run(settings: Settings, metrics_port: int | None = None) -> None:
     """Blocks until SIGTERM/SIGINT; then the intake and faust commit what they did and stop."""
+    # until faust installs its own handlers, a stop request during start-up is a clean exit
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     check_templates(settings)
     wait_for_kafka(settings)
     ensure_topics(settings)  # faust does not create source topics, and wants our partitions
     if metrics_port:
         start_http_server(metrics_port, addr="127.0.0.1")
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
-    # until faust installs its own handlers, a stop request during start-up is a clean exit
-    signal.signal(signal.SIGTERM, _exit_cleanly)
     app = build(
         settings, published_alert_ids(settings, since=time.time() - settings.window_expires_s)
     )

@@ -135,7 +135,11 @@ def expected_figures(traffic: Traffic) -> dict[str, dict[str, float]]:
 
 
 def expected_window_keys(bucket: int, plan: WindowPlan) -> set[tuple[int, float]]:
-    return {(spec.size_s, float(start)) for spec, start in plan.windows_containing({bucket})}
+    return {
+        (spec.size_s, float(start))
+        for spec, starts in plan.windows_containing({bucket})
+        for start in starts
+    }
 
 
 def produce(settings: Settings, envelopes: list[Envelope]) -> None:

@@ -10,6 +10,7 @@ from contract.settings import Settings
 from processors.alerting import Rules, crossings, evaluate
 from processors.state import Family
 from processors.windows import ScopeWindows, WindowPlan
+from tests.test_proc_windows import feed
 
 B = 1_800_000_000
 
@@ -84,7 +85,7 @@ def test_low_mos_needs_the_minimum_calls(rules: Rules) -> None:
 
 def test_one_burst_raises_once_across_its_hopping_windows(plan: WindowPlan, rules: Rules) -> None:
     w = ScopeWindows(Family.DELIVERY)
-    changed = w.apply({"sms/0": [[i, B + 10, {"failed": 1}] for i in range(12)]}, plan, B).changed
+    changed = feed(w, [(i, B + 10, {"failed": 1}) for i in range(12)], plan, B).changed
     [alert] = evaluate("campaign:x", w, changed, plan, rules, now=B + 30)
     # of the 15 windows of 15 minutes holding the burst, the earliest raises
     assert (alert.type, alert.window_start, alert.window_end) == (
@@ -95,22 +96,22 @@ def test_one_burst_raises_once_across_its_hopping_windows(plan: WindowPlan, rule
     assert alert.alert_id == make_alert_id(AlertType.SMS_FAILURES, "campaign:x", B - 840, 900)
     assert alert.count == 12 and alert.raised_at == B + 30
     # more failures in the same windows raise nothing new
-    more = w.apply({"sms/0": [[20, B + 20, {"failed": 1}]]}, plan, B).changed
+    more = feed(w, [(20, B + 20, {"failed": 1})], plan, B).changed
     assert evaluate("campaign:x", w, more, plan, rules, now=B + 40) == []
 
 
 def test_cool_down_then_a_new_window_raises(plan: WindowPlan) -> None:
     rules = Rules.from_settings(settings(failure_rate_min_volume=1000))
     w = ScopeWindows(Family.DELIVERY)
-    first = w.apply({"sms/0": [[i, B, {"failed": 1}] for i in range(10)]}, plan, B).changed
+    first = feed(w, [(i, B, {"failed": 1}) for i in range(10)], plan, B).changed
     assert len(evaluate("a", w, first, plan, rules, now=B)) == 1
     # 10 minutes later: every window holding it starts within 15 minutes of the first's end
     t = B + 600
-    soon = w.apply({"sms/0": [[100 + i, t, {"failed": 1}] for i in range(10)]}, plan, t).changed
+    soon = feed(w, [(100 + i, t, {"failed": 1}) for i in range(10)], plan, t).changed
     assert evaluate("a", w, soon, plan, rules, now=t) == []
     # 40 minutes later the windows are clear of the cool-down
     t = B + 2400
-    later = w.apply({"sms/0": [[200 + i, t, {"failed": 1}] for i in range(10)]}, plan, t).changed
+    later = feed(w, [(200 + i, t, {"failed": 1}) for i in range(10)], plan, t).changed
     [alert] = evaluate("a", w, later, plan, rules, now=t)
     assert alert.window_start == B + 2400 - 840
 
@@ -118,7 +119,7 @@ def test_cool_down_then_a_new_window_raises(plan: WindowPlan) -> None:
 def test_only_the_configured_window_sizes_alert(plan: WindowPlan) -> None:
     rules = Rules.from_settings(settings(alert_windows_s=(60, 3600)))
     w = ScopeWindows(Family.DELIVERY)
-    changed = w.apply({"sms/0": [[i, B, {"failed": 1}] for i in range(10)]}, plan, B).changed
+    changed = feed(w, [(i, B, {"failed": 1}) for i in range(10)], plan, B).changed
     sizes = sorted(a.window_end - a.window_start for a in evaluate("a", w, changed, plan, rules, B))
     assert sizes == [60, 3600]
 

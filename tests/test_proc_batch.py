@@ -15,10 +15,12 @@ from processors.forwarding import check_templates
 from processors.sidstore import SidStore
 from processors.state import state_from_record
 from processors.transitions import TransitionBatch, scope_partition
+from processors.windows import WindowPlan
 from tests.callbacks import ACCOUNT, recording, sms, transcription
 
 T = 1_800_000_000.0
 PARTITIONS = 4
+PLAN = WindowPlan.from_settings(Settings(_env_file=None))  # type: ignore[call-arg]
 
 
 def raws(*envelopes: Envelope, partition: int = 0) -> list[Raw]:
@@ -44,7 +46,7 @@ def test_every_callback_becomes_an_event_duplicates_too(settings: Settings) -> N
         sms("SM1", "delivered", at=T + 2, campaign="spring"),
         partition=2,
     )
-    out = process_batch(batch, store(), settings, PARTITIONS)
+    out = process_batch(batch, store(), settings, PLAN, PARTITIONS)
     assert [(p, k) for p, k, _ in out.events] == [(2, b"SM1")] * 3
     assert orjson.loads(out.events[1][2])["status"] == "sent"
     assert (out.changes, out.unchanged) == (2, 1)
@@ -57,6 +59,7 @@ def test_increments_go_to_each_scopes_partition(settings: Settings) -> None:
         raws(sms("SM1", "sent", at=T, campaign="spring"), partition=1),
         store(),
         settings,
+        PLAN,
         PARTITIONS,
     )
     keys = {
@@ -71,13 +74,15 @@ def test_increments_go_to_each_scopes_partition(settings: Settings) -> None:
             assert scope_partition(key, PARTITIONS) == partition
             found[key] = sources
     assert set(found) == keys
-    assert found["delivery|campaign:spring"] == {"sms/1": [[0, T, {"sent": 1, "pending": 1}]]}
+    assert found["delivery|campaign:spring"] == {
+        "sms/1": [[int(T // 60 * 60), T, {"sent": 1, "pending": 1}, [0]]]
+    }
 
 
 def test_state_carries_over_between_batches(settings: Settings) -> None:
     s = store()
-    process_batch(raws(sms("SM1", "delivered", at=T)), s, settings, PARTITIONS)
-    again = process_batch(raws(sms("SM1", "delivered", at=T + 5)), s, settings, PARTITIONS)
+    process_batch(raws(sms("SM1", "delivered", at=T)), s, settings, PLAN, PARTITIONS)
+    again = process_batch(raws(sms("SM1", "delivered", at=T + 5)), s, settings, PLAN, PARTITIONS)
     assert (again.changes, again.unchanged, again.transitions, again.state) == (0, 1, {}, [])
 
 
@@ -91,6 +96,7 @@ def test_unreadable_callbacks_are_dead_lettered_and_the_batch_goes_on(settings: 
         [bad_json, Raw(CallbackKind.SMS, 0, 1, bad_number.to_bytes()), wrong_topic, good],
         store(),
         settings,
+        PLAN,
         PARTITIONS,
     )
     assert [k for _, k, _ in out.dead_letters] == [None, b"SM2", b"SM3"]
@@ -114,6 +120,7 @@ def test_first_completed_recording_and_transcription_forward_once(settings: Sett
         ),
         store(),
         settings,
+        PLAN,
         PARTITIONS,
     )
     assert [(f.kind, f.forward_id) for f in out.forwards] == [
@@ -135,7 +142,7 @@ def test_first_completed_recording_and_transcription_forward_once(settings: Sett
 
 def test_no_forwards_without_both_numbers() -> None:
     quiet = Settings(_env_file=None, forward_to="+15550000001")  # type: ignore[call-arg]
-    out = process_batch(raws(recording("RE1", "completed")), store(), quiet, PARTITIONS)
+    out = process_batch(raws(recording("RE1", "completed")), store(), quiet, PLAN, PARTITIONS)
     assert out.forwards == [] and out.changes == 1
 
 

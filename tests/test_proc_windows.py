@@ -7,9 +7,38 @@ import pytest
 from contract.settings import Settings
 from contract.windows import CallWindow, DeliveryWindow
 from processors.state import Family
-from processors.windows import ScopeWindows, WindowPlan, WindowSpec, window_record
+from processors.transitions import TransitionBatch
+from processors.windows import Applied, ScopeWindows, WindowPlan, WindowSpec, window_records
 
 B = 1_800_000_000  # a multiple of 60 and of 3600
+
+
+def feed(
+    w: ScopeWindows,
+    items: list[tuple[int, float, dict]],
+    plan: WindowPlan,
+    now: float,
+    source: str = "sms/0",
+) -> Applied:
+    """Apply (offset, event time, deltas) increments the way the intake sends them."""
+    batch = TransitionBatch()
+    for offset, at, deltas in items:
+        batch.add("k", source, plan.bucket(at), at, deltas, offset)
+    return w.apply(TransitionBatch.from_bytes(batch.to_bytes()).scopes["k"], plan, now)
+
+
+def one(w: ScopeWindows, size: int, start: int, plan: WindowPlan, now: float | None = None):
+    spec = next(s for s in plan.specs if s.size_s == size)
+    return w.figures(spec, [start], plan, now)[start]
+
+
+def record(w: ScopeWindows, size: int, start: int, plan: WindowPlan, now: float):
+    bucket = start + size - plan.bucket_s  # the last bucket of the window
+    return next(
+        r
+        for r in window_records("s", w, {bucket}, plan, now)
+        if r.window_s == size and r.window_start == start
+    )
 
 
 @pytest.fixture
@@ -43,32 +72,57 @@ def test_windows_containing_a_bucket() -> None:
 
 def test_a_count_is_in_every_window_that_holds_its_time(plan: WindowPlan) -> None:
     w = ScopeWindows(Family.DELIVERY)
-    w.apply({"sms/0": [[1, B + 130.5, {"sent": 1, "pending": 1}]]}, plan, now=B + 200)
+    feed(w, [(1, B + 130.5, {"sent": 1, "pending": 1})], plan, now=B + 200)
     assert w.buckets == {B + 120: [1, 0, 0, 0, 1, 0]}
     found = plan.windows_containing({B + 120})
-    assert len(found) == 1 + 15 + 60
-    for spec, start in found:
-        assert w.figures(spec, start, plan)["sent"] == 1
-    assert w.figures(WindowSpec(60, 60), B + 60, plan)["sent"] == 0
+    assert [len(starts) for _, starts in found] == [1, 15, 60]
+    for spec, starts in found:
+        assert {f["sent"] for f in w.figures(spec, starts, plan).values()} == {1}
+    assert one(w, 60, B + 60, plan)["sent"] == 0
+    assert len(window_records("s", w, {B + 120}, plan, B + 200)) == 76
+
+
+def test_window_sums_span_several_buckets(plan: WindowPlan) -> None:
+    w = ScopeWindows(Family.DELIVERY)
+    feed(w, [(i, B + 60 * i, {"sent": 1}) for i in range(20)], plan, now=B + 1200)
+    spec = WindowSpec(900, 60)
+    sums = w.figures(spec, [B - 840, B, B + 300, B + 600], plan)
+    assert [sums[s]["sent"] for s in (B - 840, B, B + 300, B + 600)] == [1, 15, 15, 10]
 
 
 def test_replayed_offsets_are_skipped(plan: WindowPlan) -> None:
     w = ScopeWindows(Family.DELIVERY)
-    items = [[5, B + 1, {"sent": 1}], [5, B + 1, {"pending": 1}], [7, B + 2, {"sent": 1}]]
-    first = w.apply({"sms/0": items}, plan, now=B + 10)
+    items = [(5, B + 1, {"sent": 1}), (5, B + 1, {"pending": 1}), (7, B + 2, {"sent": 1})]
+    first = feed(w, items, plan, now=B + 10)
     assert first.advanced and first.duplicates == 0
-    again = w.apply({"sms/0": items + [[9, B + 3, {"sent": 1}]]}, plan, now=B + 10)
+    # a replay after a crash re-sends 5 and 7 in a batch that runs on to 9
+    again = feed(w, items + [(9, B + 3, {"sent": 1})], plan, now=B + 10)
     assert again.duplicates == 3 and again.changed == {B}
     assert w.buckets[B][0] == 3  # offsets 5, 7, 9 once each
     assert w.offsets == {"sms/0": 9}
     # another source partition has its own offsets
-    w.apply({"sms/1": [[5, B + 1, {"sent": 1}]]}, plan, now=B + 10)
+    feed(w, [(5, B + 1, {"sent": 1})], plan, now=B + 10, source="sms/1")
     assert w.buckets[B][0] == 4
+
+
+def test_identical_increments_travel_as_one_entry(plan: WindowPlan) -> None:
+    batch = TransitionBatch()
+    for offset in (3, 4, 8):
+        batch.add("k", "sms/0", B, B + offset, {"delivered": 1}, offset)
+    batch.add("k", "sms/0", B, B + 5, {"undelivered": 1}, 5)
+    assert batch.scopes["k"]["sms/0"] == [
+        [B, B + 8, {"delivered": 1}, [3, 4, 8]],
+        [B, B + 5, {"undelivered": 1}, [5]],
+    ]
+    w = ScopeWindows(Family.DELIVERY)
+    w.offsets["sms/0"] = 4  # 3 and 4 were applied before
+    assert w.apply(batch.scopes["k"], plan, now=B + 60).duplicates == 2
+    assert w.buckets[B][1:3] == [1, 1]
 
 
 def test_serialization_round_trip(plan: WindowPlan) -> None:
     w = ScopeWindows(Family.CALLS)
-    w.apply({"voice/2": [[1, B + 5, {"calls": 1, "completed": 1, "mos_sum": 4.5}]]}, plan, B + 9)
+    feed(w, [(1, B + 5, {"calls": 1, "completed": 1, "mos_sum": 4.5})], plan, B + 9)
     w.raised["AL1"] = ("low_mos", 900, float(B), float(B + 900))
     again = ScopeWindows.from_bytes(w.to_bytes())
     assert again == w
@@ -78,40 +132,39 @@ def test_buckets_expire_by_event_time_not_wall_clock(plan: WindowPlan) -> None:
     w = ScopeWindows(Family.DELIVERY)
     old = B - 10 * 3600
     # a replay of history, long after the wall clock passed it, still counts
-    w.apply({"sms/0": [[1, old, {"sent": 1}]]}, plan, now=B)
+    feed(w, [(1, old, {"sent": 1})], plan, now=B)
     assert old in w.buckets
     # once event time has moved on by more than window_expires_s, the old bucket goes
-    w.apply({"sms/0": [[2, old + 7300, {"sent": 1}]]}, plan, now=B)
+    feed(w, [(2, old + 7300, {"sent": 1})], plan, now=B)
     assert old not in w.buckets
-    late = w.apply({"sms/0": [[3, old + 5, {"sent": 1}]]}, plan, now=B)
+    late = feed(w, [(3, old + 5, {"sent": 1})], plan, now=B)
     assert late.late == 1 and late.advanced and not late.changed
 
 
 def test_future_event_times_do_not_expire_the_present(plan: WindowPlan) -> None:
     w = ScopeWindows(Family.DELIVERY)
-    w.apply({"sms/0": [[1, B, {"sent": 1}], [2, B + 86400, {"sent": 1}]]}, plan, now=B + 60)
+    feed(w, [(1, B, {"sent": 1}), (2, B + 86400, {"sent": 1})], plan, now=B + 60)
     assert B in w.buckets and w.high == B + 60
 
 
 def test_delivery_record_rate_and_unconfirmed(plan: WindowPlan) -> None:
     w = ScopeWindows(Family.DELIVERY)
     items = [
-        [1, B + 1, {"sent": 1, "pending": 1}],
-        [2, B + 2, {"sent": 1, "pending": 1}],
-        [3, B + 3, {"sent": 1, "mms": 1}],
-        [4, B + 9, {"delivered": 1}],
-        [4, B + 1, {"pending": -1}],
-        [5, B + 10, {"undelivered": 1, "sent": 1}],
-        [6, B + 11, {"failed": 1}],
+        (1, B + 1, {"sent": 1, "pending": 1}),
+        (2, B + 2, {"sent": 1, "pending": 1}),
+        (3, B + 3, {"sent": 1, "mms": 1}),
+        (4, B + 9, {"delivered": 1}),
+        (4, B + 1, {"pending": -1}),
+        (5, B + 10, {"undelivered": 1, "sent": 1}),
+        (6, B + 11, {"failed": 1}),
     ]
-    w.apply({"sms/0": items}, plan, now=B + 20)
-    tumbling = WindowSpec(60, 60)
-    early = window_record("campaign:x", w, tumbling, B, plan, now=B + 100)
+    feed(w, items, plan, now=B + 20)
+    early = record(w, 60, B, plan, now=B + 100)
     assert isinstance(early, DeliveryWindow)
     assert (early.sent, early.delivered, early.undelivered, early.failed) == (4, 1, 1, 1)
     assert early.delivery_rate == pytest.approx(1 / 3)
     assert early.unconfirmed == 1  # the MMS at once; the pending SMS only after 900 s
-    late = window_record("campaign:x", w, tumbling, B, plan, now=B + 60 + 900)
+    late = record(w, 3600, B - 3540, plan, now=B + 60 + 900)
     assert late.unconfirmed == 2  # type: ignore[union-attr]
     assert w.due_between(0, B + 959, plan) == set()
     assert w.due_between(0, B + 960, plan) == {B}
@@ -122,20 +175,20 @@ def test_delivery_record_rate_and_unconfirmed(plan: WindowPlan) -> None:
 
 def test_no_receipts_means_no_rate(plan: WindowPlan) -> None:
     w = ScopeWindows(Family.DELIVERY)
-    w.apply({"sms/0": [[1, B, {"sent": 1, "pending": 1}]]}, plan, now=B)
-    assert window_record("a", w, WindowSpec(60, 60), B, plan, B).delivery_rate is None  # type: ignore[union-attr]
+    feed(w, [(1, B, {"sent": 1, "pending": 1})], plan, now=B)
+    assert record(w, 60, B, plan, B).delivery_rate is None  # type: ignore[union-attr]
 
 
 def test_call_record_has_inbound_stats(plan: WindowPlan) -> None:
     w = ScopeWindows(Family.CALLS)
     items = [
-        [1, B + 5, {"calls": 1, "completed": 1, "duration_s": 90, "mos_count": 1, "mos_sum": 4.5}],
-        [2, B + 6, {"calls": 1, "completed": 1, "duration_s": 30, "mos_count": 1, "mos_sum": 3.5}],
-        [3, B + 7, {"calls": 1, "failed": 1}],
-        [4, B + 8, {"calls": 1, "busy": 1}],
+        (1, B + 5, {"calls": 1, "completed": 1, "duration_s": 90, "mos_count": 1, "mos_sum": 4.5}),
+        (2, B + 6, {"calls": 1, "completed": 1, "duration_s": 30, "mos_count": 1, "mos_sum": 3.5}),
+        (3, B + 7, {"calls": 1, "failed": 1}),
+        (4, B + 8, {"calls": 1, "busy": 1}),
     ]
-    w.apply({"inbound-call/1": items}, plan, now=B + 9)
-    r = window_record("number:+1555", w, WindowSpec(900, 60), B - 840, plan, B + 9)
+    feed(w, items, plan, now=B + 9, source="inbound-call/1")
+    r = record(w, 900, B - 840, plan, B + 9)
     assert isinstance(r, CallWindow)
     assert (r.calls, r.completed, r.failed, r.busy, r.duration_s) == (4, 2, 1, 1, 120)
     assert (r.mos_count, r.mos_mean) == (2, pytest.approx(4.0))
