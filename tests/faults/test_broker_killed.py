@@ -15,31 +15,10 @@ import pytest
 from contract.kafka import ensure_topics
 from contract.settings import Settings
 from switchboard.broker import LocalBroker, free_port
+from tests.faults.conftest import sms_callbacks, stored_sms
 from tests.harness import Stage, chdb_rows, drained, post_form, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-MESSAGES = 600
-STATUSES = ("queued", "sent", "delivered")
-
-
-def _callbacks() -> list[dict[str, str]]:
-    out = []
-    for i in range(MESSAGES):
-        for status in STATUSES:
-            out.append(
-                {
-                    "MessageSid": f"SM{i:032d}",
-                    "MessageStatus": status,
-                    "AccountSid": "AC1",
-                    "From": "+15550001111",
-                    "To": f"+1555{i:07d}",
-                    "Body": "hi",
-                    "NumMedia": "0",
-                    "NumSegments": "1",
-                }
-            )
-    return out
 
 
 def test_acknowledged_callbacks_survive_a_broker_kill(tmp_path: Path) -> None:
@@ -68,7 +47,7 @@ def test_acknowledged_callbacks_survive_a_broker_kill(tmp_path: Path) -> None:
             timeout=60,
             what="the edge",
         )
-        callbacks = _callbacks()
+        callbacks = sms_callbacks(600)
         answers: dict[int, int] = {}
         killed = threading.Event()
 
@@ -95,14 +74,7 @@ def test_acknowledged_callbacks_survive_a_broker_kill(tmp_path: Path) -> None:
         wait_for(lambda: drained(settings), timeout=120, interval=1, what="the stages to drain")
         for stage in reversed(stages):
             assert stage.terminate() == 0, stage.log()[-3000:]
-        rows = {
-            (r["message_sid"], r["message_status"])
-            for r in chdb_rows(
-                settings.clickhouse_dsn,
-                "switchboard",
-                "SELECT message_sid, message_status FROM {db}.sms_events FINAL",
-            )
-        }
+        rows = stored_sms(settings)
         missing = accepted - rows
         assert not missing, (
             f"{len(missing)} acknowledged callbacks lost, e.g. {sorted(missing)[:3]}"
