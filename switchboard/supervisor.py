@@ -78,8 +78,12 @@ def run_pipeline(settings: Settings, *, start_broker: bool = True) -> None:
                 # dying is a configuration problem, and the pipeline stops with its status.
                 recent = [t for t in restarts[name] if time.monotonic() - t < 60]
                 if len(recent) >= 3:
-                    logger.error("%s exited %d times in a minute (last status %s); stopping",
-                                 name, len(recent) + 1, proc.returncode)
+                    logger.error(
+                        "%s exited %d times in a minute (last status %s); stopping",
+                        name,
+                        len(recent) + 1,
+                        proc.returncode,
+                    )
                     stopping.set()
                     break
                 logger.warning("%s exited with %s; restarting it", name, proc.returncode)

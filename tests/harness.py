@@ -71,14 +71,14 @@ class Stage:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Stage:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "switchboard", self.name, *self.args],
-            env=settings_env(self.settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
+        with open(self.log_path, "ab") as log:  # the child keeps its own fd
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "switchboard", self.name, *self.args],
+                env=settings_env(self.settings),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
         return self
 
     def log(self) -> str:
