@@ -66,6 +66,7 @@ class Signer:
 class SendReport:
     callbacks: int
     statuses: dict[int, int]  # final HTTP status -> callbacks; 0: no try got an answer
+    statuses_by_kind: dict[str, dict[int, int]]
     retries: int
     started_at: float  # epoch seconds of the first request
     elapsed_s: float
@@ -214,6 +215,7 @@ async def post_all(
     retried = {cb.key for cb in callbacks if cb.duplicate}
     first_tries: dict[tuple[str, int], tuple[bytes, _Target]] = {}
     statuses: Counter[int] = Counter()
+    by_kind: dict[CallbackKind, Counter[int]] = {kind: Counter() for kind in parsed}
     latencies = array("d")
     retries = 0
     next_index = 0
@@ -264,6 +266,7 @@ async def post_all(
                         status = TRANSPORT_ERROR
                 latencies.append(time.time() - now)
                 statuses[status] += 1
+                by_kind[cb.kind][status] += 1
                 done += 1
                 if observe is not None:
                     observe(cb, now, status)
@@ -295,6 +298,7 @@ async def post_all(
     return SendReport(
         callbacks=total,
         statuses=dict(sorted(statuses.items())),
+        statuses_by_kind={k.value: dict(sorted(c.items())) for k, c in by_kind.items() if c},
         retries=retries,
         started_at=started_at,
         elapsed_s=elapsed,

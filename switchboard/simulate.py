@@ -491,7 +491,19 @@ def _alerts(outcomes: list[Outcome], account: str, th: Thresholds) -> list[dict[
     return alerts
 
 
-def _crossings(callbacks: Sequence[Callback], alerts: list[dict[str, Any]], account: str) -> None:
+def failure_alert(cb: Callback) -> AlertType | None:
+    """The count alert a callback feeds: a message's or call's final failure, else None."""
+    e = cb.entity
+    if cb.step != len(e.statuses) - 1:
+        return None
+    if e.kind is SMS and e.final in SMS_FAILED:
+        return AlertType.SMS_FAILURES
+    if e.kind in (VOICE, INBOUND) and e.final == "failed":
+        return AlertType.CALL_FAILURES
+    return None
+
+
+def _crossings(callbacks: Sequence[Callback], alerts: list[dict[str, Any]]) -> None:
     """Adds `crossing_index` to count alerts: the callback (in send order) that
     brought its scope's failures to the threshold. Benchmarks time alerts from it."""
     wanted = {(a["type"], a["scope"]): a for a in alerts if a["on"] == "count"}
@@ -500,25 +512,21 @@ def _crossings(callbacks: Sequence[Callback], alerts: list[dict[str, Any]], acco
     counts: Counter[tuple[str, str]] = Counter()
     seen: set[str] = set()
     for index, cb in enumerate(callbacks):
-        e = cb.entity
-        if cb.step != len(e.statuses) - 1 or e.sid in seen:
+        alert_type = failure_alert(cb)
+        if alert_type is None or cb.sid in seen:
             continue
-        if e.kind is SMS and e.final in SMS_FAILED:
-            type_ = AlertType.SMS_FAILURES.value
-        elif e.kind in (VOICE, INBOUND) and e.final == "failed":
-            type_ = AlertType.CALL_FAILURES.value
-        else:
-            continue
-        seen.add(e.sid)
-        for scope in _scopes(e, account):
+        seen.add(cb.sid)
+        type_ = alert_type.value
+        for scope in alert_scopes(cb.entity):
             counts[(type_, scope)] += 1
             alert = wanted.get((type_, scope))
             if alert is not None and counts[(type_, scope)] == alert["threshold"]:
                 alert["crossing_index"] = index
 
 
-def _scopes(e: Entity, account: str) -> list[str]:
-    scopes = [scope_key("account", account), scope_key("number", _our_number(e))]
+def alert_scopes(e: Entity) -> list[str]:
+    """The scopes an entity's failures count in: its account, our number, its campaign."""
+    scopes = [scope_key("account", e.account), scope_key("number", _our_number(e))]
     if e.campaign:
         scopes.append(scope_key("campaign", e.campaign))
     return scopes
@@ -551,7 +559,7 @@ def truth_from_outcomes(
     messages = by_kind[SMS]
     errors = Counter(o.error_code for o in messages if o.error_code)
     alerts = _alerts(outcomes, account, thresholds)
-    _crossings(callbacks, alerts, account)
+    _crossings(callbacks, alerts)
     return GroundTruth(
         callbacks=len(callbacks),
         unique_callbacks=sum(1 for cb in callbacks if not cb.duplicate),
