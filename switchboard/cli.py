@@ -164,7 +164,14 @@ def main() -> None:
         raise SystemExit(2) from None
 
 
-@app.command()
+@app.command(
+    help="Send a realistic campaign to an edge and write the ground truth it must report.\n\n"
+    "Messages go queued, sending, sent, then delivered, undelivered or failed (with realistic "
+    "error codes); MMS stop at sent; calls send progress events with durations and MOS; "
+    "completed calls leave recordings and transcriptions; inbound calls end completed or "
+    "failed. Provider retries and late callbacks are injected at the given rates. The alert "
+    "thresholds in the truth are the configured ones (SWITCHBOARD_*)."
+)
 def simulate(
     url: Annotated[
         str | None, typer.Argument(help="the edge's base URL (default: the configured edge)")
@@ -204,14 +211,6 @@ def simulate(
     dry_run: Annotated[bool, typer.Option(help="write the ground truth, send nothing")] = False,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
-    """Send a realistic campaign to an edge and write the ground truth it must report.
-
-    Messages go queued, sending, sent, then delivered, undelivered or failed (with
-    realistic error codes); MMS stop at sent; calls send progress events with durations
-    and MOS; completed calls leave recordings and transcriptions; inbound calls end
-    completed or failed. Retries and late callbacks are injected at the given rates.
-    The alert thresholds in the truth are the configured ones (SWITCHBOARD_*).
-    """
     import json
 
     from switchboard.output import render
@@ -222,7 +221,7 @@ def simulate(
     scenario = Scenario(
         callbacks=callbacks,
         seed=seed,
-        campaigns=tuple(campaign or Scenario.campaigns),
+        campaigns=tuple(campaign or Scenario().campaigns),
         sequential_campaigns=sequential,
         sms_share=sms,
         voice_share=voice,

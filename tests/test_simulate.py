@@ -4,6 +4,9 @@ exactly that truth."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 import urllib.request
 from collections import defaultdict
@@ -20,9 +23,8 @@ from sinks.clickhouse.reports import Filters, run_report
 from sinks.clickhouse.rows import event_rows
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.writer import BatchWriter
-from switchboard.sender import Signer, edge_targets, send
 from switchboard.simulate import Scenario, Thresholds, generate, recount
-from tests.harness import Stage, wait_for
+from tests.harness import ROOT, Stage, settings_env, wait_for
 
 SCENARIO = Scenario(callbacks=2_000, seed=7, duplicate_rate=0.10, reorder_rate=0.10)
 
@@ -133,19 +135,26 @@ def event_writer(signed: Settings, store: Store) -> Iterator[BatchWriter]:
 
 @pytest.mark.kafka
 def test_simulated_campaign_through_the_pipeline_reports_the_ground_truth(
-    signed: Settings, pipeline: str, event_writer: BatchWriter, store: Store
+    signed: Settings, pipeline: str, event_writer: BatchWriter, store: Store, tmp_path: Path
 ) -> None:
-    traffic = generate(SCENARIO)
-    key = signed.signing_key.get_secret_value() if signed.signing_key else ""
-    report = send(
-        traffic.callbacks,
-        edge_targets(pipeline),
-        rate=1_000,
-        concurrency=16,
-        signer=Signer(key, signed.public_url),
+    truth_file = tmp_path / "truth.json"
+    # the CLI, as a user runs it: it signs with the edge's key from the same settings
+    run = subprocess.run(
+        [sys.executable, "-m", "switchboard", "simulate", pipeline, "--callbacks", "2000"]
+        + ["--seed", "7", "--duplicates", "0.1", "--reorder", "0.1", "--rate", "1000"]
+        + ["--concurrency", "16", "--truth", str(truth_file), "--no-progress"],
+        env=settings_env(signed),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     # every callback was signed as the provider signs, and taken durably
-    assert report.statuses == {204: 2_000}
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "204" in run.stdout and "2000 callbacks" in run.stdout
+    written = json.loads(truth_file.read_text())
+    truth = generate(SCENARIO).truth
+    assert written == json.loads(json.dumps(truth.to_json()))
 
     def tables() -> dict[str, int]:
         return {
@@ -153,14 +162,13 @@ def test_simulated_campaign_through_the_pipeline_reports_the_ground_truth(
             for kind, spec in SPECS.items()
         }
 
-    truth = traffic.truth
     wait_for(
-        lambda: tables() == truth.unique_by_kind,
+        lambda: tables() == written["unique_by_kind"],
         timeout=90,
-        what=f"one row per distinct callback {truth.unique_by_kind}",
+        what=f"one row per distinct callback {written['unique_by_kind']}",
     )
     rows = run_report(store, "delivery", Filters(unconfirmed_after_s=0))
-    assert rows == truth.delivery_report(receipts_timed_out=True)
+    assert rows == written["delivery"]
     # before the receipt timeout, SMS without a receipt are still pending
     assert run_report(store, "delivery", Filters()) == truth.delivery_report(
         receipts_timed_out=False
