@@ -41,6 +41,25 @@ HEADLINES: dict[str, list[tuple[str, str]]] = {
     "process": [("events_per_s_1w", ">= 10,000")],
     "sink": [("rows_per_s_default_batch", ">= 200,000")],
 }
+REPRODUCE = """\
+## Reproduce
+
+Run on a quiet machine: every benchmark shares it with the pipeline it measures.
+
+| what | command | takes about |
+|---|---|---|
+| everything, then this page | `make bench` (the `bench` extra, then `python -m bench all`) \
+| 40 min |
+| the whole pipeline, all parts | `python -m bench pipeline` | 30 min |
+| growth up to 1M callbacks (merged into pipeline.json) | \
+`python -m bench pipeline --parts growth --growth-sizes 10000,100000,1000000 --runs 1` | 15 min |
+| steady load only | `python -m bench pipeline --parts steady --rate 5000 --duration 60` | 5 min |
+| the seed baseline only | `python -m bench pipeline --parts baseline` | 15 min |
+| ground truth vs `switchboard report` at 100k | \
+`python -m bench pipeline --parts verify --verify-callbacks 100000` | 3 min |
+| a smoke run of every part at tiny sizes | `python -m bench pipeline --smoke` | 2 min |
+| re-render this page | `python -m bench render` | |
+"""
 _HAS_MAIN = re.compile(r"^def main\(", re.MULTILINE)
 
 
@@ -99,7 +118,11 @@ def render() -> Path:
             str(results[n].get("machine", {}).get(key, "")) for n in _ordered(list(results))
         ]
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
-    lines += ["", "## Summary", "", "| benchmark | figure | value | bar |", "|---|---|---|---|"]
+    lines += ["", REPRODUCE, "## Summary", ""]
+    if not results:
+        lines.append("No results yet: run `make bench` (see above).")
+    else:
+        lines += ["| benchmark | figure | value | bar |", "|---|---|---|---|"]
     for name in _ordered(list(results)):
         data = results[name]
         shown = (

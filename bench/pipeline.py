@@ -220,7 +220,9 @@ class Watch:
                 "bootstrap.servers": self.settings.kafka_bootstrap,
                 "group.id": f"bench-watch-{self.settings.topic_prefix}{topic.value}",
                 "enable.auto.commit": False,
-                "fetch.wait.max.ms": 10,
+                # the broker answers a fetch as soon as data arrives; a long wait only
+                # spares it empty round trips while nothing happens (observer cost)
+                "fetch.wait.max.ms": 500,
             }
         )
         name = self.offsets.name(topic)
