@@ -195,7 +195,10 @@ class LocalBroker:
         if not marker.exists():
             # KRaft wants a base64 UUID; 22 url-safe chars from uuid4 bytes
 
-            marker.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+            cluster_id = "-"
+            while cluster_id.startswith("-"):  # StorageTool would read "-..." as an option
+                cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            marker.write_text(cluster_id)
         return marker.read_text().strip()
 
     def _wait_ready(self, timeout_s: float) -> None:
