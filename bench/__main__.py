@@ -27,6 +27,8 @@ OUTPUT = ROOT / "BENCHMARKS.md"
 # Sections in this order; benchmarks not listed follow alphabetically.
 ORDER = ("ingest", "process", "sink", "pipeline")
 NOT_BENCHMARKS = {"common", "__main__", "__init__"}
+# Run by hand only (half an hour by default): `python -m bench soak`.
+BY_HAND = {"soak"}
 # The figures the summary shows first, with the bar each is held to.
 HEADLINES: dict[str, list[tuple[str, str]]] = {
     "pipeline": [
@@ -58,6 +60,8 @@ Run on a quiet machine: every benchmark shares it with the pipeline it measures.
 | ground truth vs `switchboard report` at 100k | \
 `python -m bench pipeline --parts verify --verify-callbacks 100000` | 3 min |
 | a smoke run of every part at tiny sizes | `python -m bench pipeline --smoke` | 2 min |
+| the soak: 30 minutes at 1,000/s, RSS and latency per 5-minute slice | \
+`python -m bench soak --minutes 30 --rate 1000` | 30 min |
 | re-render this page | `python -m bench render` | |
 """
 _HAS_MAIN = re.compile(r"^def main\(", re.MULTILINE)
@@ -156,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {render()}")
         return 0
     if command == "all":
-        failed = [name for name in benchmarks() if run(name, rest) != 0]
+        failed = [name for name in benchmarks() if name not in BY_HAND and run(name, rest) != 0]
     elif command in benchmarks():
         failed = [command] if run(command, rest) != 0 else []
     else:
