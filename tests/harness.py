@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -131,3 +133,21 @@ def read_topic(
     finally:
         consumer.close()
     return records
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, port: int, *, timeout: float = 30.0) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on 127.0.0.1:port in a thread; yields its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, timeout=timeout, what=f"uvicorn on port {port}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)

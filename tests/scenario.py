@@ -49,7 +49,8 @@ def minute_base(now: float | None = None) -> float:
 
 
 def to_number(sid: str) -> str:
-    return "+1555100" + sid[-4:]
+    """SM003 -> +15551000003: each message or call has its own far-end number."""
+    return "+1555100" + sid[-3:].zfill(4)
 
 
 def sms(
@@ -141,7 +142,7 @@ def events(base: float) -> list[Event]:
         call("CA001", "completed", b + 65, seq=3, duration=60, mos=4.5, recording=rec),
         call("CA002", "completed", b + 70, seq=0, duration=120, mos=3.0),
         call("CA003", "failed", b + 10, seq=0, code="13224"),
-        call("CA003", "failed", b + 11, seq=0, code="13224"),
+        call("CA003", "failed", b + 10, seq=0, code="13224"),  # provider retry
         call("CA004", "busy", b + 20, seq=0),
         call("CA005", "no-answer", b + 30, seq=0),
         call("CA006", "ringing", b + 40, seq=0),
