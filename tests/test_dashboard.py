@@ -102,7 +102,8 @@ def test_dashboard_shows_the_campaign_live_in_chromium(
             inked = browser.evaluate(
                 f"(() => {{ const c = document.getElementById('{canvas}');"
                 " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
-                " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; })()"
+                " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;"
+                " return n; })()"
             )
             assert inked > 500, f"{canvas} has only {inked} painted pixels"
         assert browser.evaluate("document.querySelectorAll('#alerts-table tbody tr').length") == 2
@@ -116,10 +117,10 @@ def test_dashboard_shows_the_campaign_live_in_chromium(
         scenario.insert_events(
             store, [scenario.sms("SM011", "delivered", time.time(), "fall-promo")]
         )
+        scope = scope_key("campaign", "fall-promo")
         fired = Alert(
-            make_alert_id(AlertType.SMS_FAILURE_RATE, scope_key("campaign", "fall-promo"), base, 60),
-            AlertType.SMS_FAILURE_RATE, scope_key("campaign", "fall-promo"), base, base + 60,
-            2, 20.0, 66.7, time.time(),
+            make_alert_id(AlertType.SMS_FAILURE_RATE, scope, base, 60),
+            AlertType.SMS_FAILURE_RATE, scope, base, base + 60, 2, 20.0, 66.7, time.time(),
         )  # fmt: skip
         scenario.insert_alerts(store, [fired])
         browser.wait_for(
