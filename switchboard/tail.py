@@ -9,12 +9,11 @@ below the stream.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from collections import OrderedDict, deque
 from datetime import UTC, datetime
 
-from confluent_kafka import OFFSET_END, Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -86,6 +85,11 @@ class TailView:
             text.append("  ErrorCode: ")
             text.append(str(code), "bold red")
             text.append(f" ({meaning(code)})", "red")
+        duration, mos = event.get("call_duration"), event.get("audio_in_mos")
+        if duration is not None:
+            text.append(f"  duration: {duration} s")
+        if mos is not None:
+            text.append(f"  MOS: {mos:.2f}", "green" if mos >= 3.5 else "yellow")
         if event.campaign:
             text.append(f"  campaign: {event.campaign}", "dim")
         return text
@@ -125,14 +129,14 @@ def _consumer_at_end(settings: Settings) -> Consumer:
     if not partitions:
         consumer.close()
         raise ServiceUnavailable(f"topic {topic} does not exist yet: start the pipeline first")
-    consumer.assign([TopicPartition(topic, p, OFFSET_END) for p in partitions])
-    # assign() is lazy; wait (bounded) until every partition has its end position, so
-    # that what is produced after "tailing" is printed is shown.
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        consumer.poll(0.1)
-        if all(tp.offset >= 0 for tp in consumer.position(consumer.assignment())):
-            break
+    # The end offsets now, rather than OFFSET_END: assign() resolves that lazily, and
+    # what arrives between "tailing" and that resolution would be skipped.
+    ends = [
+        consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions
+    ]
+    consumer.assign(
+        [TopicPartition(topic, p, end) for p, end in zip(partitions, ends, strict=True)]
+    )
     return consumer
 
 
