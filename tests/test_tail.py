@@ -136,7 +136,7 @@ def test_tail_streams_status_changes_as_they_arrive(topics: Settings, producer: 
         send(scenario.sms("SM901", "undelivered", time.time(), "spring-sale", code="30007"))
         send(scenario.sms("SM901", "sent", time.time(), "spring-sale"))  # late: not a change
         send(scenario.call("CA900", "completed", time.time(), seq=3, duration=42, mos=4.2))
-        terminal.wait_for("SID: CA900  Status: completed  duration: 42 s  MOS: 4.20")
+        terminal.wait_for("SID: CA900  Status: completed    duration: 42 s  MOS: 4.20")
         screen = terminal.wait_for("Failed and undelivered: 1")
         assert "SID: SM901  Status: undelivered  ErrorCode: 30007 (carrier filtered)" in screen
         assert re.search(r"│ sms\s+│ SM901\s+│ undelivered\s+│ 30007\s+│ carrier filtered", screen)
