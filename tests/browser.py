@@ -111,14 +111,14 @@ class Browser:
             time.sleep(0.2)
         raise AssertionError(f"timed out waiting for {what or expression} (last: {last!r})")
 
-    def screenshot(self, path: Path, *, full_page: bool = True) -> Path:
+    def screenshot(self, path: Path, *, full_page: bool = True, scale: float = 1.0) -> Path:
         params: dict[str, Any] = {"format": "png"}
         if full_page:
             size = self.call("Page.getLayoutMetrics")["cssContentSize"]
             params |= {
                 "captureBeyondViewport": True,
                 "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"],
-                         "scale": 1},
+                         "scale": scale},
             }  # fmt: skip
         data = self.call("Page.captureScreenshot", **params)["data"]
         path.parent.mkdir(parents=True, exist_ok=True)

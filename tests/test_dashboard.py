@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -133,5 +134,7 @@ def test_dashboard_shows_the_campaign_live_in_chromium(
 
         shot = browser.screenshot(ARTIFACTS / "dashboard.png")
         assert shot.stat().st_size > 10_000
+        if os.environ.get("SWITCHBOARD_DOCS_SCREENSHOT"):  # the README's picture, on request
+            browser.screenshot(ROOT / "docs" / "dashboard.png", scale=0.7)
     finally:
         browser.close()
