@@ -40,7 +40,10 @@ broker-stop: install ## stop the standalone local broker
 bench: kafka ## run every benchmark and render BENCHMARKS.md
 	$(PY) -m bench all
 
+grafana: install ## rebuild deploy/grafana's dashboard JSON from the reports' SQL
+	$(PY) -m sinks.clickhouse.grafana
+
 clean: ## remove the virtualenv, fetched jars and local data
 	rm -rf $(VENV) kafka/libs data test-artifacts
 
-.PHONY: help install kafka run test lint broker broker-stop bench clean
+.PHONY: help install kafka run test lint broker broker-stop bench clean grafana

@@ -132,6 +132,27 @@ def test_dashboard_shows_the_campaign_live_in_chromium(
         assert browser.evaluate("window.stillTheSamePage") is True
         assert browser.evaluate("document.querySelectorAll('#alerts-table tr.new').length") == 1
 
+        # The filters go to the API (and from there to ClickHouse as parameters).
+        number = scenario.to_number("SM003")
+        browser.evaluate(
+            f"document.querySelector('[name=number]').value = '{number}';"
+            " document.getElementById('filters').requestSubmit()"
+        )
+        browser.wait_for(
+            "document.getElementById('messages-total').textContent === '1'"
+            " && document.getElementById('delivery-rate').textContent === '0.0%'"
+            " && document.getElementById('alert-count').textContent === '0'",
+            what="the number filter to apply",
+        )
+        assert "number=%2B15551000003" in browser.evaluate("location.search")
+        browser.evaluate(
+            "document.querySelector('[name=number]').value = '';"
+            " document.getElementById('filters').requestSubmit()"
+        )
+        browser.wait_for(
+            "document.getElementById('alert-count').textContent === '3'", what="filters cleared"
+        )
+
         shot = browser.screenshot(ARTIFACTS / "dashboard.png")
         assert shot.stat().st_size > 10_000
         if os.environ.get("SWITCHBOARD_DOCS_SCREENSHOT"):  # the README's picture, on request
