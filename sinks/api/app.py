@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +51,7 @@ DASHBOARD_PANELS = (
     "alerts",
     "failure-windows",
 )
+SNAPSHOT_S = 1.0  # how long one computation of the panels serves every viewer
 # The page may talk to its own origin only: no CDN, no third party, works offline.
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'",
@@ -123,20 +126,30 @@ def create_api(store: Store, token: str, *, defaults: Filters | None = None) -> 
         rows = run_report(store, name, filters)
         return JSONResponse({"report": name, "rows": _jsonable(rows)})
 
+    snapshots: dict[tuple[Any, ...], tuple[float, dict[str, Any]]] = {}
+    snapshot_lock = threading.Lock()
+
     def dashboard_data(request: Request) -> Response:
         try:
             filters = _filters(request, base)
         except ValueError as exc:
             return JSONResponse({"error": f"bad filter: {exc}"}, 400)
-        panels = {name: _jsonable(run_report(store, name, filters)) for name in DASHBOARD_PANELS}
-        return JSONResponse(
-            {
-                "generated_at": datetime.now(UTC).isoformat(),
-                "mos_floor": filters.mos_floor,
-                "panels": panels,
-            },
-            headers={"Cache-Control": "no-store"},
-        )
+        # Every viewer polls; one computation per SNAPSHOT_S serves them all, so more
+        # open dashboards do not mean more time holding the store from the writers.
+        key = tuple(sorted(filters.parameters().items()))
+        with snapshot_lock:
+            now = time.monotonic()
+            for stale in [k for k, (at, _) in snapshots.items() if now - at > SNAPSHOT_S]:
+                del snapshots[stale]
+            if key not in snapshots:
+                panels = {n: _jsonable(run_report(store, n, filters)) for n in DASHBOARD_PANELS}
+                snapshots[key] = (now, {
+                    "generated_at": datetime.now(UTC).isoformat(),
+                    "mos_floor": filters.mos_floor,
+                    "panels": panels,
+                })  # fmt: skip
+            payload = snapshots[key][1]
+        return JSONResponse(payload, headers={"Cache-Control": "no-store"})
 
     def export(request: Request) -> Response:
         name = request.path_params["name"]
