@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -159,3 +160,22 @@ def test_dashboard_shows_the_campaign_live_in_chromium(
             browser.screenshot(ROOT / "docs" / "dashboard.png", scale=0.7)
     finally:
         browser.close()
+
+
+def test_dashboard_data_is_shared_between_viewers_per_filter(api: str) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    def get(**params: str) -> dict[str, Any]:
+        response = httpx.get(api + "/api/dashboard", params=params, headers=auth)
+        assert response.status_code == 200
+        data: dict[str, Any] = response.json()
+        return data
+
+    everything, fall = get(), get(campaign="fall-promo")
+    again = get()
+    assert everything["panels"]["summary"][0]["messages"] == 13
+    assert fall["panels"]["summary"][0]["messages"] == 3
+    assert again["generated_at"] == everything["generated_at"]  # one computation, two viewers
+    assert set(everything["panels"]) == {
+        "summary", "delivery-rate", "failures", "mos", "calls", "alerts", "failure-windows",
+    }  # fmt: skip
