@@ -71,6 +71,13 @@ def test_dashboard_shows_the_campaign_live_in_chromium(
 ) -> None:
     browser = Browser(tmp_path / "chromium")
     try:
+        browser.navigate(f"{api}/dashboard?token=wrong")
+        browser.wait_for(
+            "document.body.dataset.state === 'error'"
+            " && document.getElementById('status').textContent.includes('refused the token')",
+            what="the page to say the API refused a wrong token",
+        )
+        assert browser.evaluate("document.getElementById('delivery-rate').textContent") == "–"
         browser.navigate(f"{api}/dashboard?token={TOKEN}&bucket_s=60&refresh=500")
         browser.wait_for(
             "document.body.dataset.state === 'live'"
