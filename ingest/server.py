@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 
 import uvicorn
 
@@ -27,6 +28,10 @@ def serve(settings: Settings) -> None:
         # Worker processes build their own app from the environment (the CLI exported
         # its flags there), so the import string is what uvicorn needs.
         app = "ingest.app:create_app"
+    # uvicorn restores the previous handlers after its graceful shutdown and re-raises the
+    # signal; a no-op handler here turns a clean SIGTERM/SIGINT stop into exit status 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     uvicorn.run(
         app,  # type: ignore[arg-type]
         factory=settings.ingest_workers > 1,

@@ -303,3 +303,105 @@ def main() -> None:
     except SwitchboardError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise SystemExit(2) from None
+
+
+@app.command(
+    help="Send a realistic campaign to an edge and write the ground truth it must report.\n\n"
+    "Messages go queued, sending, sent, then delivered, undelivered or failed (with realistic "
+    "error codes); MMS stop at sent; calls send progress events with durations and MOS; "
+    "completed calls leave recordings and transcriptions; inbound calls end completed or "
+    "failed. Provider retries and late callbacks are injected at the given rates. The alert "
+    "thresholds in the truth are the configured ones (SWITCHBOARD_*)."
+)
+def simulate(
+    url: Annotated[
+        str | None, typer.Argument(help="the edge's base URL (default: the configured edge)")
+    ] = None,
+    callbacks: Annotated[int, typer.Option(help="callbacks to send, duplicates included")] = 10_000,
+    seed: Annotated[int, typer.Option(help="same seed, same callbacks")] = 0,
+    rate: Annotated[float, typer.Option(help="callbacks per second; 0 runs open loop")] = 0.0,
+    concurrency: Annotated[int, typer.Option(help="requests in flight at most")] = 64,
+    duplicates: Annotated[
+        float, typer.Option(help="share of callbacks the provider retries")
+    ] = 0.0,
+    reorder: Annotated[float, typer.Option(help="share of callbacks that arrive late")] = 0.0,
+    campaign: Annotated[
+        list[str] | None, typer.Option(help="campaign tag (repeat for several)")
+    ] = None,
+    sequential: Annotated[bool, typer.Option(help="campaigns one after another")] = False,
+    sms: Annotated[float, typer.Option(help="share of messages among entities")] = 0.80,
+    voice: Annotated[float, typer.Option(help="share of outbound calls among entities")] = 0.10,
+    inbound: Annotated[float, typer.Option(help="share of inbound calls among entities")] = 0.10,
+    mms: Annotated[float, typer.Option(help="share of messages that are MMS")] = 0.05,
+    delivered: Annotated[float, typer.Option(help="SMS outcome mix: delivered")] = 0.86,
+    undelivered: Annotated[float, typer.Option(help="SMS outcome mix: undelivered")] = 0.05,
+    failed: Annotated[float, typer.Option(help="SMS outcome mix: failed")] = 0.03,
+    no_receipt: Annotated[
+        float, typer.Option(help="SMS outcome mix: carrier sends no receipt (stays sent)")
+    ] = 0.06,
+    signing_key: Annotated[
+        str | None, typer.Option(help="sign requests with this key (default: the edge's key)")
+    ] = None,
+    sign: Annotated[bool, typer.Option(help="sign requests when a key is known")] = True,
+    public_url: Annotated[
+        str | None, typer.Option(help="base URL to sign against (default: the edge's)")
+    ] = None,
+    truth: Annotated[Path, typer.Option(help="where to write the ground truth (JSON)")] = Path(
+        "simulate-truth.json"
+    ),
+    dry_run: Annotated[bool, typer.Option(help="write the ground truth, send nothing")] = False,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    import json
+
+    from switchboard.output import render
+    from switchboard.sender import Signer, edge_targets, send
+    from switchboard.simulate import Scenario, SmsMix, Thresholds, generate
+
+    settings = _settings()
+    scenario = Scenario(
+        callbacks=callbacks,
+        seed=seed,
+        campaigns=tuple(campaign or Scenario().campaigns),
+        sequential_campaigns=sequential,
+        sms_share=sms,
+        voice_share=voice,
+        inbound_share=inbound,
+        mms_rate=mms,
+        sms_mix=SmsMix(delivered, undelivered, failed, no_receipt),
+        duplicate_rate=duplicates,
+        reorder_rate=reorder,
+    )
+    traffic = generate(scenario, Thresholds.from_settings(settings))
+    truth.parent.mkdir(parents=True, exist_ok=True)
+    truth.write_text(json.dumps(traffic.truth.to_json(), indent=2) + "\n")
+    console.print(f"ground truth of {callbacks} callbacks (seed {seed}) written to {truth}")
+    if dry_run:
+        return
+    key = signing_key or (
+        settings.signing_key.get_secret_value() if settings.signing_key is not None else None
+    )
+    signer = Signer(key, public_url or settings.public_url) if key and sign else None
+    base = url or f"http://{settings.ingest_host}:{settings.ingest_port}"
+    report = send(
+        traffic.callbacks,
+        edge_targets(base),
+        rate=rate or None,
+        concurrency=concurrency,
+        signer=signer,
+        progress=progress,
+    )
+    render(
+        [
+            {"status": status or "no answer", "callbacks": n}
+            for status, n in report.statuses.items()
+        ],
+        "table",
+        title=f"{report.callbacks} callbacks to {base} in {report.elapsed_s:.1f} s "
+        f"({report.per_s:,.0f}/s, {'signed' if signer else 'unsigned'})",
+    )
+    if not report.all_acknowledged:
+        console.print(
+            f"[red]{report.callbacks - report.acknowledged} callbacks were not acknowledged[/red]"
+        )
+        raise typer.Exit(1)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -69,14 +73,14 @@ class Stage:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Stage:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "switchboard", self.name, *self.args],
-            env=settings_env(self.settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
+        with open(self.log_path, "ab") as log:  # the child keeps its own fd
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "switchboard", self.name, *self.args],
+                env=settings_env(self.settings),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
         return self
 
     def log(self) -> str:
@@ -133,6 +137,81 @@ def read_topic(
     finally:
         consumer.close()
     return records
+
+
+def chdb_rows(dsn: str, database: str, sql: str, timeout: float = 120) -> list[dict[str, Any]]:
+    """Run a query on an embedded store from a fresh process (chDB allows one path per
+    process, and the pytest process may already hold another)."""
+    script = (
+        "import sys, json, clickhouse_connect\n"
+        "c = clickhouse_connect.get_client(dsn=sys.argv[1])\n"
+        "r = c.query(sys.argv[2].replace('{db}', sys.argv[3]))\n"
+        "rows = [dict(zip(r.column_names, row)) for row in r.result_rows]\n"
+        "print(json.dumps(rows, default=str))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, dsn, sql, database],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+    if out.returncode != 0:
+        raise AssertionError(f"query on {dsn} failed: {out.stderr[-2000:]}")
+    rows: list[dict[str, Any]] = json.loads(out.stdout)
+    return rows
+
+
+def post_form(url: str, params: dict[str, str], timeout: float = 10) -> int:
+    """POST a form the way the provider does; the HTTP status, or 0 if no answer."""
+    body = urllib.parse.urlencode(params).encode()
+    request = urllib.request.Request(url, data=body, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return 0
+
+
+def group_lag(settings: Settings, group: str, topic: Topic) -> int:
+    """Records on `topic` that consumer group `group` has not committed yet."""
+    name = topic_name(topic, settings.topic_prefix)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        md = consumer.list_topics(name, timeout=10)
+        parts = [TopicPartition(name, p) for p in md.topics[name].partitions]
+        lag = 0
+        for tp in consumer.committed(parts, timeout=10):
+            _, high = consumer.get_watermark_offsets(tp, timeout=10)
+            lag += high - max(tp.offset, 0)
+        return lag
+    finally:
+        consumer.close()
+
+
+def drained(settings: Settings) -> bool:
+    """The processors and the event writer have committed everything on their inputs."""
+    processors = f"{settings.topic_prefix}switchboard-processors"
+    sink = f"{settings.topic_prefix}switchboard-sink-events"
+    raw = sum(
+        group_lag(settings, processors, t)
+        for t in (
+            Topic.CALLBACKS_SMS,
+            Topic.CALLBACKS_VOICE,
+            Topic.CALLBACKS_RECORDING,
+            Topic.CALLBACKS_TRANSCRIPTION,
+            Topic.CALLBACKS_INBOUND_CALL,
+        )
+    )
+    return raw == 0 and group_lag(settings, sink, Topic.EVENTS) == 0
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 import pytest
 
 from contract.alerts import Alert, AlertType, make_alert_id, scope_key
@@ -35,32 +35,32 @@ def api(store: Store) -> Iterator[str]:
     ["/api/dashboard", "/api/reports/delivery", "/api/reports/alerts", "/api/exports/calls"],
 )
 def test_api_answers_401_without_the_right_token(api: str, path: str) -> None:
-    assert httpx.get(api + path).status_code == 401
-    wrong = httpx.get(api + path, headers={"Authorization": "Bearer not-the-token"})
+    assert httpx2.get(api + path).status_code == 401
+    wrong = httpx2.get(api + path, headers={"Authorization": "Bearer not-the-token"})
     assert wrong.status_code == 401
     assert wrong.headers["www-authenticate"] == "Bearer"
-    assert httpx.get(api + path, params={"token": "nope"}).status_code == 401
-    right = httpx.get(api + path, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert httpx2.get(api + path, params={"token": "nope"}).status_code == 401
+    right = httpx2.get(api + path, headers={"Authorization": f"Bearer {TOKEN}"})
     assert right.status_code == 200
 
 
 def test_api_reports_json_and_refuses_bad_filters(api: str) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    [summary] = httpx.get(api + "/api/reports/summary", headers=auth).json()["rows"]
+    [summary] = httpx2.get(api + "/api/reports/summary", headers=auth).json()["rows"]
     assert (summary["delivery_rate"], summary["alerts"], summary["avg_mos"]) == (0.4444, 2, 3.5)
-    failures = httpx.get(api + "/api/reports/failures?limit=1", headers=auth).json()["rows"]
+    failures = httpx2.get(api + "/api/reports/failures?limit=1", headers=auth).json()["rows"]
     assert failures[0]["meaning"] == "unreachable handset"
-    assert httpx.get(api + "/api/reports/mos?since=yesterday", headers=auth).status_code == 400
-    assert httpx.get(api + "/api/reports/mos?bucket_s=0", headers=auth).status_code == 400
-    assert httpx.get(api + "/api/reports/nope", headers=auth).status_code == 404
+    assert httpx2.get(api + "/api/reports/mos?since=yesterday", headers=auth).status_code == 400
+    assert httpx2.get(api + "/api/reports/mos?bucket_s=0", headers=auth).status_code == 400
+    assert httpx2.get(api + "/api/reports/nope", headers=auth).status_code == 404
 
 
 def test_dashboard_assets_are_served_by_switchboard(api: str) -> None:
-    page = httpx.get(api + "/dashboard")
+    page = httpx2.get(api + "/dashboard")
     assert page.status_code == 200
     assert "default-src 'self'" in page.headers["content-security-policy"]
     for asset in ("dashboard.js", "charts.js", "dashboard.css"):
-        response = httpx.get(f"{api}/dashboard/static/{asset}")
+        response = httpx2.get(f"{api}/dashboard/static/{asset}")
         assert response.status_code == 200
         assert "https://" not in response.text and "http://" not in response.text
 
@@ -173,7 +173,7 @@ def test_dashboard_data_is_shared_between_viewers_per_filter(api: str) -> None:
     auth = {"Authorization": f"Bearer {TOKEN}"}
 
     def get(**params: str) -> dict[str, Any]:
-        response = httpx.get(api + "/api/dashboard", params=params, headers=auth)
+        response = httpx2.get(api + "/api/dashboard", params=params, headers=auth)
         assert response.status_code == 200
         data: dict[str, Any] = response.json()
         return data
