@@ -41,7 +41,10 @@ bench: kafka ## run every benchmark and render BENCHMARKS.md (long: see BENCHMAR
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) -m bench all
 
+grafana: install ## rebuild deploy/grafana's dashboard JSON from the reports' SQL
+	$(PY) -m sinks.clickhouse.grafana
+
 clean: ## remove the virtualenv, fetched jars and local data
 	rm -rf $(VENV) kafka/libs data test-artifacts
 
-.PHONY: help install kafka run test lint broker broker-stop bench clean
+.PHONY: help install kafka run test lint broker broker-stop bench clean grafana

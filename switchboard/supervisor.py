@@ -112,8 +112,10 @@ def _banner(settings: Settings, token: str) -> None:
             f"[bold]Switchboard is running[/bold] (Kafka {kafka_version()} on "
             f"{settings.kafka_bootstrap}, ClickHouse {settings.clickhouse_dsn})\n\n"
             f"edge:      {edge}/callbacks/{{sms,voice,recording,transcription,inbound-call}}\n"
-            f"query API: http://{settings.api_host}:{settings.api_port}  token: {token}\n\n"
-            f"try it:\n  {curl}\n  switchboard report delivery\n\nCtrl-C stops everything.",
+            f"query API: http://{settings.api_host}:{settings.api_port}  token: {token}\n"
+            f"dashboard: http://{settings.api_host}:{settings.api_port}/dashboard?token={token}\n\n"
+            f"try it:\n  {curl}\n  switchboard report delivery\n  switchboard tail\n\n"
+            "Ctrl-C stops everything.",
             title="switchboard run",
         )
     )

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -210,3 +212,21 @@ def drained(settings: Settings) -> bool:
         )
     )
     return raw == 0 and group_lag(settings, sink, Topic.EVENTS) == 0
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, port: int, *, timeout: float = 30.0) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on 127.0.0.1:port in a thread; yields its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, timeout=timeout, what=f"uvicorn on port {port}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
