@@ -13,7 +13,8 @@ from signalwire.request_validator import RequestValidator
 
 logger = logging.getLogger(__name__)
 
-SIGNATURE_HEADERS = ("x-signalwire-signature", "x-twilio-signature")
+# ASGI header names: lower-case bytes. LaML (compatibility) callbacks may carry the second.
+SIGNATURE_HEADERS = (b"x-signalwire-signature", b"x-twilio-signature")
 
 
 class SignatureChecker:
@@ -21,9 +22,10 @@ class SignatureChecker:
         self._validator = RequestValidator(key)
         self._public_url = public_url.rstrip("/") if public_url else None
 
-    def signed_url(self, request_url: str, path_and_query: str) -> str:
+    def public_url(self, path_and_query: str) -> str | None:
+        """The URL the provider signed, or None to use the request's own URL."""
         if self._public_url is None:
-            return request_url
+            return None
         return self._public_url + path_and_query
 
     def verify(
