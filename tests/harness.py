@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
@@ -230,3 +230,31 @@ def serve_in_thread(app: Any, port: int, *, timeout: float = 30.0) -> Iterator[s
     finally:
         server.should_exit = True
         thread.join(timeout)
+
+
+def records_on_topics(settings: Settings, timeout: float = 30.0) -> dict[str, int]:
+    """How many records each of the test's topics (its prefix) holds, from the watermarks."""
+    consumer = Consumer(
+        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"counter-{time.time_ns()}"}
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                counts = {}
+                for name, md in consumer.list_topics(timeout=10).topics.items():
+                    if not name.startswith(settings.topic_prefix):
+                        continue
+                    counts[name] = 0
+                    for partition in md.partitions:
+                        low, high = consumer.get_watermark_offsets(
+                            TopicPartition(name, partition), timeout=10
+                        )
+                        counts[name] += high - low
+                return counts
+            except KafkaException:  # a new topic's leader is not known everywhere yet
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+    finally:
+        consumer.close()
