@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
@@ -258,3 +258,13 @@ def records_on_topics(settings: Settings, timeout: float = 30.0) -> dict[str, in
                 time.sleep(0.5)
     finally:
         consumer.close()
+
+
+def warm_idempotence(settings: Settings, timeout: float = 60.0) -> None:
+    """Wait until the broker hands out idempotent producer ids. A fresh broker takes
+    seconds for its first one, longer than the edge's produce timeout, so a test's first
+    callback would get a (correct) 503. The record goes to a topic outside the test's prefix."""
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True})
+    producer.produce("switchboard-tests-warmup", b"warm")
+    if producer.flush(timeout) != 0:
+        raise AssertionError(f"no idempotent producer id within {timeout:.0f} s")

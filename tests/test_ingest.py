@@ -18,7 +18,7 @@ from contract.envelope import Envelope, SignatureVerdict
 from contract.kinds import CallbackKind
 from contract.settings import Settings
 from ingest.app import create_app
-from tests.harness import read_topic, records_on_topics
+from tests.harness import read_topic, records_on_topics, warm_idempotence
 
 pytestmark = pytest.mark.kafka
 
@@ -77,6 +77,7 @@ EXAMPLES: dict[CallbackKind, dict[str, str]] = {
 
 @pytest.fixture
 def edge(topics: Settings) -> Iterator[TestClient]:
+    warm_idempotence(topics)
     with TestClient(create_app(topics)) as client:
         yield client
 

@@ -17,7 +17,7 @@ from contract.kinds import CallbackKind
 from contract.settings import Settings
 from ingest.app import create_app
 from ingest.signatures import SignatureChecker
-from tests.harness import read_topic, records_on_topics
+from tests.harness import read_topic, records_on_topics, warm_idempotence
 
 # Twilio's published example (twilio.com/docs/usage/security), quoted in NOTES.md.
 VECTOR_KEY = "12345"
@@ -93,6 +93,7 @@ def signed(topics: Settings) -> Settings:
 
 @pytest.fixture
 def edge(signed: Settings) -> Iterator[TestClient]:
+    warm_idempotence(signed)
     with TestClient(create_app(signed)) as client:
         yield client
 
@@ -133,6 +134,7 @@ def test_json_bodies_signed_with_the_signalwire_scheme_are_accepted(
 @pytest.mark.kafka
 def test_without_a_public_url_the_request_url_is_the_signed_one(topics: Settings) -> None:
     settings = topics.model_copy(update={"signing_key": SecretStr(VECTOR_KEY)})
+    warm_idempotence(settings)
     signature = form_signature("http://testserver/callbacks/sms", SMS)
     with TestClient(create_app(settings)) as client:
         headers = {"X-SignalWire-Signature": signature}
