@@ -40,11 +40,12 @@ class State(TypedDict):
 
 
 class Edge(Starlette):
-    """Starlette, except that a POST to /callbacks/{kind} goes straight to its endpoint.
+    """Starlette, except that every POST under /callbacks/ goes straight to the callback
+    endpoint (an unknown kind, with slashes or not, is its JSON 404 with a log line).
 
     Starlette's middleware stack and router cost about 9 us per request, a tenth of
-    what a callback costs the edge; the callback route has its own error handling.
-    Other methods on that path still go through the router (405).
+    what a callback costs the edge; the callback endpoint has its own error handling.
+    Other methods on a callback path still go through the router (405).
     """
 
     def __init__(self, callbacks: CallbackEndpoint, **kwargs: Any) -> None:
@@ -54,7 +55,7 @@ class Edge(Starlette):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
             path: str = scope["path"]
-            if path.startswith(CALLBACKS) and "/" not in path[len(CALLBACKS) :]:
+            if path.startswith(CALLBACKS):
                 scope["path_params"] = {"kind": path[len(CALLBACKS) :]}
                 return await self._callbacks(scope, receive, send)
         await super().__call__(scope, receive, send)
