@@ -206,7 +206,7 @@ def test_every_rejection_is_a_4xx_with_one_log_line_and_lands_nothing(
     assert sum(records_on_topics(topics).values()) == 1
 
 
-def test_the_rejection_log_line_carries_the_sid_when_known(
+def test_an_accepted_callback_logs_its_kind_sid_status_and_error_code(
     edge: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="ingest")

@@ -7,7 +7,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -90,7 +90,7 @@ def test_two_workers_report_their_metrics_together_and_stop_cleanly(
         wait_for(both_workers_served, timeout=90, what="both workers to serve callbacks")
         # each scrape lands on either worker; every one must count every callback
         for _ in range(6):
-            with httpx.Client() as client:  # a fresh connection each time
+            with httpx2.Client() as client:  # a fresh connection each time
                 assert _requests_204(client.get(f"{base}/metrics").text) == sent
         assert not (metrics_dir / "counter_1.db").exists()
         assert edge.terminate() == 0, edge.log()[-3000:]

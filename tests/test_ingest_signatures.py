@@ -142,7 +142,9 @@ def test_without_a_public_url_the_request_url_is_the_signed_one(topics: Settings
 
 
 @pytest.mark.kafka
-def test_refused_signatures_are_403_and_land_nothing(edge: TestClient, signed: Settings) -> None:
+def test_refused_signatures_are_403_and_land_nothing(
+    edge: TestClient, signed: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     path = "/callbacks/sms?campaign=spring"
     url = PUBLIC + path
     good = form_signature(url, SMS)
@@ -166,10 +168,13 @@ def test_refused_signatures_are_403_and_land_nothing(edge: TestClient, signed: S
         "the vector's own signature": (VOICE_PATH, VECTOR_PARAMS, VECTOR_SIGNATURE),
     }
     for why, (target, params, signature) in cases.items():
+        caplog.clear()
         headers = {"X-Twilio-Signature": signature} if signature else {}
         response = edge.post(target, data=params, headers=headers)
         assert response.status_code == 403, why
         assert response.json()["error"] == "bad_signature", why
+        [line] = [r.getMessage() for r in caplog.records if r.name == "ingest.callbacks"]
+        assert f"sid={params['MessageSid' if 'sms' in target else 'CallSid']}:" in line, line
 
     body = orjson.dumps(SMS)
     json_headers = {"content-type": "application/json"}
