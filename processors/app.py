@@ -24,9 +24,14 @@ class Topics:
     metrics_calls: faust.TopicT
 
 
+def app_id(settings: Settings) -> str:
+    """The faust app's id, which is also its consumer group (of the transitions topic)."""
+    return f"{settings.topic_prefix}switchboard-processors"
+
+
 def create_app(settings: Settings) -> tuple[faust.App, Topics]:
     app = faust.App(
-        f"{settings.topic_prefix}switchboard-processors",
+        app_id(settings),
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",  # tables are rebuilt from their changelog topics at start
         datadir=str(settings.data_dir / "faust"),

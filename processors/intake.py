@@ -64,6 +64,11 @@ ACK_TIMEOUT_S = 60.0  # beyond the producer's message.timeout.ms: every message 
 MAX_IN_FLIGHT = 3  # batches read ahead of the oldest unacknowledged one
 
 
+def intake_group(settings: Settings) -> str:
+    """The consumer group of the raw topics (faust's own group reads the transitions)."""
+    return f"{settings.topic_prefix}switchboard-intake"
+
+
 @dataclass(slots=True)
 class _InFlight:
     """A batch on its way: outputs acknowledged, then its state changes, then its offsets."""
@@ -88,7 +93,7 @@ class _InFlight:
 class Intake:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.group = f"{settings.topic_prefix}switchboard-intake"
+        self.group = intake_group(settings)
         self.kinds: dict[str, CallbackKind] = {
             topic_name(spec.raw_topic, settings.topic_prefix): kind for kind, spec in SPECS.items()
         }

@@ -19,6 +19,7 @@ from contract.settings import Settings
 from contract.topics import Topic, topic_name
 from sinks.api.app import create_api
 from sinks.api.auth import resolve_token, token_file
+from sinks.clickhouse.reports import Filters
 from sinks.clickhouse.rows import event_rows
 from sinks.clickhouse.schema import migrate
 from sinks.clickhouse.store import Store
@@ -73,7 +74,13 @@ def _api_server(settings: Settings, store: Store) -> uvicorn.Server:
         logger.warning("generated an API token; read it from %s", token_file(settings))
     logger.info("query API on http://%s:%d (token required)", settings.api_host, settings.api_port)
     config = uvicorn.Config(
-        create_api(store, token),
+        create_api(
+            store,
+            token,
+            defaults=Filters(
+                unconfirmed_after_s=settings.unconfirmed_after_s, mos_floor=settings.mos_floor
+            ),
+        ),
         host=settings.api_host,
         port=settings.api_port,
         log_config=None,

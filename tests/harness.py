@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
+from processors.intake import intake_group
 
 T = TypeVar("T")
 
@@ -67,14 +74,14 @@ class Stage:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Stage:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "switchboard", self.name, *self.args],
-            env=settings_env(self.settings),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
+        with open(self.log_path, "ab") as log:  # the child keeps its own fd
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "switchboard", self.name, *self.args],
+                env=settings_env(self.settings),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
         return self
 
     def log(self) -> str:
@@ -131,3 +138,134 @@ def read_topic(
     finally:
         consumer.close()
     return records
+
+
+def chdb_rows(dsn: str, database: str, sql: str, timeout: float = 120) -> list[dict[str, Any]]:
+    """Run a query on an embedded store from a fresh process (chDB allows one path per
+    process, and the pytest process may already hold another)."""
+    script = (
+        "import sys, json, clickhouse_connect\n"
+        "c = clickhouse_connect.get_client(dsn=sys.argv[1])\n"
+        "r = c.query(sys.argv[2].replace('{db}', sys.argv[3]))\n"
+        "rows = [dict(zip(r.column_names, row)) for row in r.result_rows]\n"
+        "print(json.dumps(rows, default=str))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, dsn, sql, database],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+    if out.returncode != 0:
+        raise AssertionError(f"query on {dsn} failed: {out.stderr[-2000:]}")
+    rows: list[dict[str, Any]] = json.loads(out.stdout)
+    return rows
+
+
+def post_form(url: str, params: dict[str, str], timeout: float = 10) -> int:
+    """POST a form the way the provider does; the HTTP status, or 0 if no answer."""
+    body = urllib.parse.urlencode(params).encode()
+    request = urllib.request.Request(url, data=body, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return 0
+
+
+def group_lag(settings: Settings, group: str, topic: Topic) -> int:
+    """Records on `topic` that consumer group `group` has not committed yet."""
+    name = topic_name(topic, settings.topic_prefix)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        md = consumer.list_topics(name, timeout=10)
+        parts = [TopicPartition(name, p) for p in md.topics[name].partitions]
+        lag = 0
+        for tp in consumer.committed(parts, timeout=10):
+            _, high = consumer.get_watermark_offsets(tp, timeout=10)
+            lag += high - max(tp.offset, 0)
+        return lag
+    finally:
+        consumer.close()
+
+
+def drained(settings: Settings) -> bool:
+    """The processors and the event writer have committed everything on their inputs."""
+    processors = intake_group(settings)  # the raw topics; faust's group reads the transitions
+    sink = f"{settings.topic_prefix}switchboard-sink-events"
+    raw = sum(
+        group_lag(settings, processors, t)
+        for t in (
+            Topic.CALLBACKS_SMS,
+            Topic.CALLBACKS_VOICE,
+            Topic.CALLBACKS_RECORDING,
+            Topic.CALLBACKS_TRANSCRIPTION,
+            Topic.CALLBACKS_INBOUND_CALL,
+        )
+    )
+    return raw == 0 and group_lag(settings, sink, Topic.EVENTS) == 0
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, port: int, *, timeout: float = 30.0) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on 127.0.0.1:port in a thread; yields its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, timeout=timeout, what=f"uvicorn on port {port}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
+
+
+def records_on_topics(settings: Settings, timeout: float = 30.0) -> dict[str, int]:
+    """How many records each of the test's topics (its prefix) holds, from the watermarks."""
+    consumer = Consumer(
+        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"counter-{time.time_ns()}"}
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                counts = {}
+                for name, md in consumer.list_topics(timeout=10).topics.items():
+                    if not name.startswith(settings.topic_prefix):
+                        continue
+                    counts[name] = 0
+                    for partition in md.partitions:
+                        low, high = consumer.get_watermark_offsets(
+                            TopicPartition(name, partition), timeout=10
+                        )
+                        counts[name] += high - low
+                return counts
+            except KafkaException:  # a new topic's leader is not known everywhere yet
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+    finally:
+        consumer.close()
+
+
+def warm_idempotence(settings: Settings, timeout: float = 60.0) -> None:
+    """Wait until the broker hands out idempotent producer ids. A fresh broker takes
+    seconds for its first one, longer than the edge's produce timeout, so a test's first
+    callback would get a (correct) 503. The record goes to a topic outside the test's prefix."""
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True})
+    producer.produce("switchboard-tests-warmup", b"warm")
+    if producer.flush(timeout) != 0:
+        raise AssertionError(f"no idempotent producer id within {timeout:.0f} s")

@@ -1,203 +1,250 @@
-"""Scripted traffic with known ground truth, and reading what the processors published.
+"""A small campaign with known outcomes, written into the test's ClickHouse database.
 
-`campaign_traffic` is two SMS campaigns with a chosen mix of outcomes, some callbacks
-duplicated (provider retries) and some messages' callbacks out of order. Every
-callback falls in one minute (the last whole one), so every window that holds that
-minute has the same figures, which `expected_windows` computes from the outcomes.
+Event rows go through the same mapping as the writer's (`sinks.clickhouse.rows`),
+so their shape is the real one. Times are relative to `base`, a minute boundary
+three to four minutes ago: recent enough that a message at `sent` is still waiting
+for its receipt, old enough that every event is in the past.
+
+SMS (campaign spring-sale):
+  SM001 queued, sent, delivered                    -> delivered    (settles in minute 0)
+  SM002 delivered twice (a provider retry)          -> delivered    (minute 0)
+  SM003 undelivered 30003 (enriched via REST)       -> undelivered  (minute 0)
+  SM004 failed 30007                                -> failed       (minute 0)
+  SM005 delivered, then a late `sent`               -> delivered    (minute 1)
+  SM006 MMS at sent                                 -> unconfirmed
+  SM007 queued                                      -> queued (pending)
+  SM008 sent 100 s after base                       -> sent (pending)
+  SM009 sent two hours before base                  -> unconfirmed
+  SM010 undelivered 30003, then a late `sent`       -> undelivered  (minute 1)
+SMS (campaign fall-promo):
+  SM101 delivered (minute 1), SM102 failed 21610 (minute 0), SM103 undelivered 30006 (minute 1)
+Voice calls: CA001 completed 60 s MOS 4.5 with a recording, CA002 completed 120 s MOS 3.0,
+  CA003 failed 13224 (twice), CA004 busy, CA005 no-answer, CA006 ringing, CA007 failed.
+Inbound calls: CA101 completed 30 s MOS 4.0, CA102 completed 90 s MOS 2.5, CA103 failed.
+Alerts: one sms_failures for campaign:spring-sale, one low_mos for the account.
 """
 
 from __future__ import annotations
 
-import math
-import random
 import time
-from collections import Counter
-from dataclasses import dataclass, field
+from collections import defaultdict
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from contract.alerts import Alert, AlertType, make_alert_id, scope_key
+from contract.events import Event
+from contract.kinds import SPECS, CallbackKind
+from sinks.clickhouse.rows import event_row
+from sinks.clickhouse.schema import event_columns
+from sinks.clickhouse.store import Store
+from sinks.clickhouse.writer import json_rows
 
-from contract.envelope import Envelope
-from contract.settings import Settings
-from contract.topics import Topic, topic_name
-from processors.windows import WindowPlan
-from tests.callbacks import ACCOUNT, sms
-from tests.harness import wait_for
-
-# outcome -> the statuses its callbacks carry, in the provider's order
-SEQUENCES = {
-    "delivered": ("queued", "sent", "delivered"),
-    "undelivered": ("queued", "sent", "undelivered"),
-    "failed": ("queued", "failed"),
-    "mms": ("queued", "sent"),
-    "no_receipt": ("queued", "sent"),
-}
+SENDER = "+15550000001"
+ACCOUNT = "AC00000000000000000000000000000001"
+CALL_CENTRE = "+15550009999"
 
 
-@dataclass(frozen=True)
-class Sms:
-    sid: str
-    campaign: str
-    number: str
-    outcome: str
+def minute_base(now: float | None = None) -> float:
+    now = time.time() if now is None else now
+    return float(int(now // 60) * 60 - 180)
 
 
-@dataclass
-class Traffic:
-    bucket: int  # the minute every callback falls in
-    messages: list[Sms]
-    envelopes: list[Envelope]  # in the order they are produced
-    shuffled: int = 0
-    duplicated: int = 0
-    final: dict[str, str] = field(default_factory=dict)  # sid -> final status
+def to_number(sid: str) -> str:
+    """SM003 -> +15551000003: each message or call has its own far-end number."""
+    return "+1555100" + sid[-3:].zfill(4)
 
 
-def last_whole_minute() -> int:
-    return (math.floor(time.time() / 60) - 1) * 60
-
-
-def campaign_traffic(
-    mix: dict[str, dict[str, int]],
-    numbers: dict[str, tuple[str, ...]],
-    *,
-    seed: int = 7,
-    duplicate_share: float = 0.1,
-    reorder_share: float = 0.1,
-) -> Traffic:
-    """`mix`: campaign -> outcome -> messages; `numbers`: campaign -> From numbers (round robin)."""
-    rng = random.Random(seed)
-    bucket = last_whole_minute()
-    messages: list[Sms] = []
-    for campaign, outcomes in mix.items():
-        pool = numbers[campaign]
-        n = 0
-        for outcome, count in outcomes.items():
-            for _ in range(count):
-                sid = f"SM{campaign[:4]}{len(messages):028d}"
-                messages.append(Sms(sid, campaign, pool[n % len(pool)], outcome))
-                n += 1
-    rng.shuffle(messages)
-    traffic = Traffic(bucket, messages, [])
-    streams: list[list[Envelope]] = []
-    for i, m in enumerate(messages):
-        media = 1 if m.outcome == "mms" else 0
-        statuses = list(SEQUENCES[m.outcome])
-        traffic.final[m.sid] = statuses[-1]
-        if i % round(1 / reorder_share) == 0:
-            statuses.reverse()  # the final status first: late `sent`, late `queued`
-            traffic.shuffled += 1
-        if i % round(1 / duplicate_share) == 1:
-            statuses.insert(rng.randrange(1, len(statuses) + 1), rng.choice(statuses))
-            traffic.duplicated += 1
-        error = {"undelivered": "30003", "failed": "30008"}.get(m.outcome, "")
-        streams.append(
-            [
-                sms(
-                    m.sid,
-                    status,
-                    at=bucket + rng.uniform(0, 55),
-                    campaign=m.campaign,
-                    from_=m.number,
-                    media=media,
-                    error=error if status == statuses[-1] else "",
-                )
-                for status in statuses
-            ]
-        )
-    # interleave the messages, keeping each message's own order
-    slots = [(rng.random(), i) for i, s in enumerate(streams) for _ in s]
-    slots.sort()
-    cursors = [0] * len(streams)
-    for _, i in slots:
-        traffic.envelopes.append(streams[i][cursors[i]])
-        cursors[i] += 1
-    return traffic
-
-
-def expected_figures(traffic: Traffic) -> dict[str, dict[str, float]]:
-    """Scope -> the ground-truth figures of every window that holds the traffic's minute."""
-    by_scope: dict[str, Counter[str]] = {}
-    for m in traffic.messages:
-        for scope in (f"account:{ACCOUNT}", f"number:{m.number}", f"campaign:{m.campaign}"):
-            by_scope.setdefault(scope, Counter())[m.outcome] += 1
-    figures = {}
-    for scope, c in by_scope.items():
-        receipts = c["delivered"] + c["undelivered"] + c["failed"]
-        figures[scope] = {
-            "sent": sum(c.values()) - c["failed"],
-            "delivered": c["delivered"],
-            "undelivered": c["undelivered"],
-            "failed": c["failed"],
-            "unconfirmed": c["mms"] + c["no_receipt"],
-            "delivery_rate": c["delivered"] / receipts if receipts else None,
-        }
-    return figures
-
-
-def expected_window_keys(bucket: int, plan: WindowPlan) -> set[tuple[int, float]]:
-    return {
-        (spec.size_s, float(start))
-        for spec, starts in plan.windows_containing({bucket})
-        for start in starts
+def sms(
+    sid: str, status: str, at: float, campaign: str, *, code: str | None = None, media: int = 0
+) -> Event:
+    values: dict[str, Any] = {
+        "message_sid": sid,
+        "message_status": status,
+        "error_code": code,
+        "account_sid": ACCOUNT,
+        "from": SENDER,
+        "to": to_number(sid),
+        "body": f"Hello from {campaign} ({sid})",
+        "num_media": media,
+        "num_segments": 1,
     }
+    return Event(CallbackKind.SMS, sid, status, at, at, campaign, values, {"campaign": campaign})
 
 
-def produce(settings: Settings, envelopes: list[Envelope]) -> None:
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 5})
-    for env in envelopes:
-        topic = topic_name(env.kind.spec.raw_topic, settings.topic_prefix)
-        producer.produce(topic, key=env.sid.encode(), value=env.to_bytes())
-        producer.poll(0)
-    assert producer.flush(30) == 0
-
-
-def read_all(settings: Settings, topic: Topic) -> list[Message]:
-    """Every record on the topic now, partition by partition in offset order."""
-    name = topic_name(topic, settings.topic_prefix)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"test-reader-{time.monotonic_ns()}",
-            "enable.auto.commit": False,
+def call(
+    sid: str,
+    status: str,
+    at: float,
+    *,
+    seq: int | None = None,
+    duration: int | None = None,
+    mos: float | None = None,
+    code: str | None = None,
+    recording: str | None = None,
+    inbound: bool = False,
+) -> Event:
+    values: dict[str, Any] = {
+        "call_sid": sid,
+        "call_status": status,
+        "account_sid": ACCOUNT,
+        "from": CALL_CENTRE if not inbound else to_number(sid),
+        "to": to_number(sid) if not inbound else CALL_CENTRE,
+        "timestamp": at,
+        "call_duration": duration,
+        "audio_in_mos": mos,
+    }
+    kind = CallbackKind.INBOUND_CALL if inbound else CallbackKind.VOICE
+    if not inbound:
+        values |= {
+            "direction": "outbound-api",
+            "sequence_number": seq,
+            "error_code": code,
+            "recording_url": recording,
         }
-    )
-    records: list[Message] = []
-    try:
-        partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
-        ends = {}
-        for p in partitions:
-            low, high = wait_for(
-                lambda p=p: _watermarks(consumer, TopicPartition(name, p)),
-                timeout=30,
-                what=f"the end of {name} [{p}]",
-            )
-            if high > low:
-                ends[p] = high
-        consumer.assign([TopicPartition(name, p, 0) for p in ends])
-        deadline = time.monotonic() + 30
-        while ends and time.monotonic() < deadline:
-            for m in consumer.consume(1000, 0.5):
-                if m.error() is None:
-                    records.append(m)
-                    if m.offset() + 1 >= ends.get(m.partition(), math.inf):
-                        del ends[m.partition()]
-        assert not ends, f"could not read {name} to its end"
-    finally:
-        consumer.close()
-    records.sort(key=lambda m: (m.partition(), m.offset()))
-    return records
+    return Event(kind, sid, status, at, at, "", values)
 
 
-def _watermarks(consumer: Consumer, tp: TopicPartition) -> tuple[int, int] | None:
-    try:
-        return consumer.get_watermark_offsets(tp, timeout=10)
-    except KafkaException:  # e.g. the leader of a new topic is still being elected
-        return None
+def events(base: float) -> list[Event]:
+    b = base
+    s, f = "spring-sale", "fall-promo"
+    rec = "https://example.signalwire.com/recordings/RE001.wav"
+    return [
+        sms("SM001", "queued", b, s),
+        sms("SM001", "sent", b + 1, s),
+        sms("SM001", "delivered", b + 5, s),
+        sms("SM002", "queued", b, s),
+        sms("SM002", "sent", b + 1, s),
+        sms("SM002", "delivered", b + 6, s),
+        sms("SM002", "delivered", b + 7, s),
+        sms("SM003", "queued", b, s),
+        sms("SM003", "sent", b + 2, s),
+        sms("SM003", "undelivered", b + 8, s, code="30003"),
+        sms("SM004", "queued", b, s),
+        sms("SM004", "failed", b + 3, s, code="30007"),
+        sms("SM005", "delivered", b + 62, s),
+        sms("SM005", "sent", b + 63, s),
+        sms("SM006", "queued", b, s, media=1),
+        sms("SM006", "sent", b + 4, s, media=1),
+        sms("SM007", "queued", b + 10, s),
+        sms("SM008", "queued", b + 100, s),
+        sms("SM008", "sent", b + 101, s),
+        sms("SM009", "queued", b - 7200, s),
+        sms("SM009", "sent", b - 7199, s),
+        sms("SM010", "undelivered", b + 65, s, code="30003"),
+        sms("SM010", "sent", b + 66, s),
+        sms("SM101", "sent", b + 20, f),
+        sms("SM101", "delivered", b + 70, f),
+        sms("SM102", "failed", b + 30, f, code="21610"),
+        sms("SM103", "sent", b + 31, f),
+        sms("SM103", "undelivered", b + 75, f, code="30006"),
+        call("CA001", "initiated", b, seq=0),
+        call("CA001", "ringing", b + 1, seq=1),
+        call("CA001", "in-progress", b + 5, seq=2),
+        call("CA001", "completed", b + 65, seq=3, duration=60, mos=4.5, recording=rec),
+        call("CA002", "completed", b + 70, seq=0, duration=120, mos=3.0),
+        call("CA003", "failed", b + 10, seq=0, code="13224"),
+        call("CA003", "failed", b + 10, seq=0, code="13224"),  # provider retry
+        call("CA004", "busy", b + 20, seq=0),
+        call("CA005", "no-answer", b + 30, seq=0),
+        call("CA006", "ringing", b + 40, seq=0),
+        call("CA007", "failed", b + 50, seq=0),
+        call("CA101", "completed", b + 15, duration=30, mos=4.0, inbound=True),
+        call("CA102", "completed", b + 75, duration=90, mos=2.5, inbound=True),
+        call("CA103", "failed", b + 80, inbound=True),
+    ]
 
 
-def latest_by(records: list[Message], key: Any) -> dict[Any, Any]:
-    """The last record for each key (records of one key share a partition, so offset order)."""
-    latest: dict[Any, Any] = {}
-    for m in records:
-        latest[key(m)] = m
-    return latest
+def alerts(base: float) -> list[Alert]:
+    def alert(type_: AlertType, scope: str, at: float, count: int, threshold: float, value: float):
+        return Alert(
+            make_alert_id(type_, scope, base, 60), type_, scope, base, base + 60, count,
+            threshold, value, at,
+        )  # fmt: skip
+
+    return [
+        alert(AlertType.SMS_FAILURES, scope_key("campaign", "spring-sale"), base + 70, 3, 3, 3),
+        alert(AlertType.LOW_MOS, scope_key("account", ACCOUNT), base + 90, 4, 3.5, 3.33),
+    ]
+
+
+def insert_events(store: Store, batch: list[Event]) -> None:
+    by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for event in batch:
+        by_table[event.kind.spec.table].append(event_row(event))
+    for spec in SPECS.values():
+        rows = by_table.get(spec.table)
+        if rows:
+            store.insert_json(spec.table, [n for n, _ in event_columns(spec)], json_rows(rows))
+
+
+def insert_alerts(store: Store, batch: list[Alert]) -> None:
+    columns = list(Alert.__dataclass_fields__)
+    store.insert_json("alerts", columns, b"\n".join(a.to_bytes() for a in batch))
+
+
+def insert_enrichment(store: Store, base: float) -> None:
+    """What the REST API said about SM003 (the only failed message enriched so far)."""
+    row = {
+        "message_sid": "SM003",
+        "message_status": "undelivered",
+        "error_code": "30003",
+        "error_message": "Unreachable destination handset",
+        "date_sent": base + 2,
+        "to": to_number("SM003"),
+        "from": SENDER,
+        "body": "Hello from spring-sale (SM003)",
+        "campaign": "spring-sale",
+        "received_at": base + 8,
+        "enriched_at": base + 9,
+        "enrichment": "api",
+    }
+    store.insert_json("failed_messages", list(row), json_rows([row]))
+
+
+def insert_windows(store: Store, base: float) -> None:
+    delivery = [
+        # (scope, delivered, undelivered, failed): the first window saw failures
+        ("campaign:spring-sale", 2, 1, 1),
+        ("campaign:fall-promo", 0, 0, 0),
+    ]
+    rows = [
+        {
+            "scope": scope,
+            "window_s": 60,
+            "window_start": base,
+            "window_end": base + 60,
+            "sent": d + u + fl,
+            "delivered": d,
+            "undelivered": u,
+            "failed": fl,
+            "unconfirmed": 0,
+            "delivery_rate": d / (d + u + fl) if d + u + fl else None,
+            "updated_at": base + 61,
+        }
+        for scope, d, u, fl in delivery
+    ]
+    store.insert_json("delivery_windows", list(rows[0]), json_rows(rows))
+    calls = {
+        "scope": f"account:{ACCOUNT}",
+        "window_s": 60,
+        "window_start": base,
+        "window_end": base + 60,
+        "calls": 6,
+        "completed": 1,
+        "failed": 2,
+        "busy": 1,
+        "no_answer": 1,
+        "canceled": 0,
+        "duration_s": 30,
+        "mos_count": 1,
+        "mos_sum": 4.0,
+        "mos_mean": 4.0,
+        "updated_at": base + 61,
+    }
+    store.insert_json("call_windows", list(calls), json_rows([calls]))
+
+
+def insert_campaign(store: Store, base: float) -> None:
+    insert_events(store, events(base))
+    insert_alerts(store, alerts(base))
+    insert_enrichment(store, base)
+    insert_windows(store, base)

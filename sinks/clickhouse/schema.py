@@ -73,6 +73,38 @@ TABLES: dict[str, str] = {
     "schema_migrations": """
         (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3))
         ENGINE = ReplacingMergeTree ORDER BY version""",
+    # The shapes every stage agreed on (BRIEF: shared shapes); the sinks write them.
+    "alerts": """
+        (alert_id String, type LowCardinality(String), scope String,
+         window_start DateTime64(3, 'UTC'), window_end DateTime64(3, 'UTC'),
+         count UInt64, threshold Float64, value Float64, raised_at DateTime64(3, 'UTC'))
+        ENGINE = ReplacingMergeTree ORDER BY alert_id""",
+    "failed_messages": """
+        (message_sid String, message_status LowCardinality(String),
+         error_code Nullable(String), error_message Nullable(String),
+         date_sent Nullable(DateTime64(3, 'UTC')),
+         `to` Nullable(String), `from` Nullable(String), body Nullable(String),
+         campaign LowCardinality(String), received_at DateTime64(3, 'UTC'),
+         enriched_at DateTime64(3, 'UTC'), enrichment LowCardinality(String))
+        ENGINE = ReplacingMergeTree(enriched_at) ORDER BY message_sid""",
+    "delivery_windows": """
+        (scope String, window_s UInt32, window_start DateTime64(3, 'UTC'),
+         window_end DateTime64(3, 'UTC'), sent UInt64, delivered UInt64, undelivered UInt64,
+         failed UInt64, unconfirmed UInt64, delivery_rate Nullable(Float64),
+         updated_at DateTime64(3, 'UTC'))
+        ENGINE = ReplacingMergeTree(updated_at) ORDER BY (scope, window_s, window_start)""",
+    "call_windows": """
+        (scope String, window_s UInt32, window_start DateTime64(3, 'UTC'),
+         window_end DateTime64(3, 'UTC'), calls UInt64, completed UInt64, failed UInt64,
+         busy UInt64, no_answer UInt64, canceled UInt64, duration_s UInt64, mos_count UInt64,
+         mos_sum Float64, mos_mean Nullable(Float64), updated_at DateTime64(3, 'UTC'))
+        ENGINE = ReplacingMergeTree(updated_at) ORDER BY (scope, window_s, window_start)""",
+    "forwards": """
+        (forward_id String, kind LowCardinality(String), `to` String, `from` String,
+         body String, call_sid Nullable(String), state LowCardinality(String),
+         provider_sid Nullable(String), attempts UInt32, error Nullable(String),
+         requested_at DateTime64(3, 'UTC'), updated_at DateTime64(3, 'UTC'))
+        ENGINE = ReplacingMergeTree(updated_at) ORDER BY forward_id""",
 }
 
 # (version, name, statements) — append only; `{db}` is the database name.
