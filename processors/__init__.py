@@ -1,1 +1,1 @@
-"""The stream processors: faust-streaming agents over the raw callback topics."""
+"""The stream processors: the intake over the raw callback topics, the faust window agent."""

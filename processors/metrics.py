@@ -14,7 +14,7 @@ UNCHANGED = Counter(
 )
 BATCH_SECONDS = Histogram(
     "switchboard_process_batch_seconds",
-    "Intake batch time, from read to commit",
+    "Intake batch time, from read to published (acknowledgements overlap the next batch)",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 WINDOW_ITEMS_SKIPPED = Counter(

@@ -133,7 +133,18 @@ def register(app: faust.App, topics: Topics, settings: Settings, published: set[
 
     async def windows_agent(stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
-            batch = TransitionBatch.from_bytes(event.value)
+            try:
+                batch = TransitionBatch.from_bytes(event.value)
+            except (ValueError, KeyError, TypeError) as exc:  # orjson's errors are ValueErrors
+                message = event.message
+                logger.error(
+                    "skipped an unreadable transitions record %s[%d]@%d: %s",
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    exc,
+                )
+                continue
             now = time.time()
             if batch.tick is not None:
                 await publish(event.message.partition, now)
