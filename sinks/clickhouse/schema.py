@@ -11,9 +11,12 @@ so a re-delivered or replayed event is one row in `FINAL` query results.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
+from contract.alerts import Alert
 from contract.kinds import SPECS, KindSpec, Param, ParamType
+from contract.windows import CallWindow, DeliveryWindow
 from sinks.clickhouse.store import Store
 
 logger = logging.getLogger(__name__)
@@ -69,10 +72,82 @@ def event_table_ddl(store: Store, spec: KindSpec) -> str:
     )
 
 
+# Columns of the tables that hold a contract record (alerts, window figures): derived from
+# the record's fields, so a field added in `contract` becomes a column here by itself.
+# Epoch-second fields are these; every other float is a measure.
+_RECORD_TIMES = frozenset({"window_start", "window_end", "updated_at", "raised_at"})
+_RECORD_TYPES = {
+    "str": "String",
+    "AlertType": "LowCardinality(String)",
+    "int": "UInt64",
+    "float": "Float64",
+    "float | None": "Nullable(Float64)",
+}
+
+
+def record_columns(record: type) -> list[tuple[str, str]]:
+    return [
+        (f.name, "DateTime64(3, 'UTC')" if f.name in _RECORD_TIMES else _RECORD_TYPES[str(f.type)])
+        for f in dataclasses.fields(record)
+    ]
+
+
+RECORD_TABLES: dict[str, tuple[type, str]] = {
+    # table: (record, engine and key); see the BRIEF's shared shapes
+    "alerts": (Alert, "ReplacingMergeTree ORDER BY alert_id"),
+    "delivery_windows": (
+        DeliveryWindow,
+        "ReplacingMergeTree(updated_at) ORDER BY (scope, window_s, window_start)",
+    ),
+    "call_windows": (
+        CallWindow,
+        "ReplacingMergeTree(updated_at) ORDER BY (scope, window_s, window_start)",
+    ),
+}
+
 TABLES: dict[str, str] = {
     "schema_migrations": """
         (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3))
         ENGINE = ReplacingMergeTree ORDER BY version""",
+    # One row per failed or undelivered message, enriched through the REST API. The
+    # version keeps the latest enrichment when a replay fetches a message again.
+    "failed_messages": """
+        (message_sid String, message_status LowCardinality(String),
+         error_code Nullable(String), error_message Nullable(String),
+         date_sent Nullable(DateTime64(3, 'UTC')), `to` String, `from` String,
+         body Nullable(String), campaign LowCardinality(String),
+         received_at DateTime64(3, 'UTC'), enriched_at DateTime64(3, 'UTC'),
+         enrichment LowCardinality(String))
+        ENGINE = ReplacingMergeTree(enriched_at) ORDER BY message_sid""",
+    # One row per SMS sent (recording and transcription forwards, alerts): the
+    # dispatcher's memory of what it sent, read before every send.
+    "forwards": """
+        (forward_id String, kind LowCardinality(String), `to` String, `from` String,
+         body String, call_sid Nullable(String), state LowCardinality(String),
+         provider_sid Nullable(String), attempts UInt32, error Nullable(String),
+         requested_at DateTime64(3, 'UTC'), updated_at DateTime64(3, 'UTC'))
+        ENGINE = ReplacingMergeTree(updated_at) ORDER BY forward_id""",
+}
+
+# Per-minute figures by campaign and number (and account), from the window tables the
+# processors publish: those already hold one row per scope and window, counted once per
+# message by the processors' per-SID state. A materialized view on the raw event tables
+# would count a re-delivered callback twice (it sees inserts, not the deduplicated
+# table), so these read the window tables `FINAL` instead. Plain views hold no data,
+# so they are replaced at every start and follow the window tables' columns.
+_SCOPE = """splitByChar(':', scope)[1] AS scope_type,
+       substring(scope, position(scope, ':') + 1) AS scope_value"""
+VIEWS: dict[str, str] = {
+    "delivery_by_minute": f"""
+        SELECT window_start AS minute, {_SCOPE},
+               sent, delivered, undelivered, failed, unconfirmed, delivery_rate
+        FROM {{db}}.delivery_windows FINAL
+        WHERE window_s = 60""",
+    "mos_by_minute": f"""
+        SELECT window_start AS minute, {_SCOPE},
+               calls, completed, failed, duration_s, mos_count, mos_sum, mos_mean
+        FROM {{db}}.call_windows FINAL
+        WHERE window_s = 60""",
 }
 
 # (version, name, statements) — append only; `{db}` is the database name.
@@ -87,6 +162,18 @@ def migrate(store: Store) -> None:
             store.command(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {quote(name)} {type_}")
     for name, body in TABLES.items():
         store.command(f"CREATE TABLE IF NOT EXISTS {store.table(name)} {body}")
+    for name, (record, engine) in RECORD_TABLES.items():
+        columns = record_columns(record)
+        body = ", ".join(f"{quote(n)} {t}" for n, t in columns)
+        store.command(f"CREATE TABLE IF NOT EXISTS {store.table(name)} ({body}) ENGINE = {engine}")
+        for column, type_ in columns:
+            store.command(
+                f"ALTER TABLE {store.table(name)} ADD COLUMN IF NOT EXISTS {quote(column)} {type_}"
+            )
+    for name, select in VIEWS.items():
+        store.command(
+            f"CREATE OR REPLACE VIEW {store.table(name)} AS {select.format(db=store.database)}"
+        )
     applied = {
         row[0] for row in store.query(f"SELECT version FROM {store.table('schema_migrations')}")
     }
