@@ -5,6 +5,11 @@ succeeded; on a ClickHouse error the batch is retried with backoff while the
 consumer is paused (it keeps polling, so the group does not evict it). A crash
 between insert and commit re-delivers the batch, and the ReplacingMergeTree
 keys make the second copy invisible in FINAL queries.
+
+Stopped (SIGTERM) or revoked while ClickHouse is down, the writer drops the rows
+it holds without committing them: they are read again from the committed offset
+(by the next owner of the partition, or by us after the eager re-assignment that
+librdkafka's default assignors do).
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from prometheus_client import Counter, Histogram
 
 from contract.kafka import consumer_config
 from contract.settings import Settings
+from sinks import faults
 from sinks.clickhouse.store import Store
+from sinks.consuming import paused_wait
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +85,8 @@ class BatchWriter:
         self._batch: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._columns: dict[str, tuple[str, ...]] = {}
         self._pending = 0
+        self._flushing = False
+        self._revoked = False
 
     def stop(self) -> None:
         self._stop.set()
@@ -128,7 +137,17 @@ class BatchWriter:
             self._columns[row.table] = row.columns
             self._pending += 1
 
-    def _flush(self) -> None:
+    def _flush(self) -> bool:
+        """Insert every held row, then commit. False if it gave up during an outage
+        (stopping or revoked): the rows are dropped uncommitted, to be read again."""
+        self._flushing = True
+        try:
+            return self._write_and_commit()
+        finally:
+            self._flushing = False
+            self._revoked = False
+
+    def _write_and_commit(self) -> bool:
         backoff = 0.2
         for table, rows in list(self._batch.items()):
             payload = json_rows(rows)
@@ -147,24 +166,28 @@ class BatchWriter:
                         exc,
                         backoff,
                     )
-                    self._wait_paused(backoff)
+                    if not paused_wait(self._consumer, backoff, self._interrupted):
+                        logger.warning(
+                            "%s writer: stopping with %d rows unwritten and uncommitted; "
+                            "they will be read again from Kafka",
+                            self.name,
+                            self._pending,
+                        )
+                        self._batch.clear()
+                        self._pending = 0
+                        return False
                     backoff = min(backoff * 2, self.settings.sink_retry_max_s)
             INSERT_SECONDS.observe(time.perf_counter() - started)
             BATCH_ROWS.observe(len(rows))
             ROWS_WRITTEN.labels(table).inc(len(rows))
             del self._batch[table]
         self._pending = 0
+        faults.reach(f"{self.name}-writer:after-insert")
         self._commit()
+        return True
 
-    def _wait_paused(self, seconds: float) -> None:
-        assignment = self._consumer.assignment()
-        self._consumer.pause(assignment)
-        try:
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                self._consumer.poll(0.1)  # keeps group membership; paused, so returns nothing
-        finally:
-            self._consumer.resume(assignment)
+    def _interrupted(self) -> bool:
+        return self._stop.is_set() or self._revoked
 
     def _commit(self) -> None:
         try:
@@ -173,10 +196,14 @@ class BatchWriter:
             logger.warning("%s writer: commit failed (%s); rows may be replayed", self.name, exc)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[Any]) -> None:
+        if self._flushing:
+            self._revoked = True  # the flush waiting out an outage gives its rows up
+            return
         if self._pending:
             logger.info(
                 "%s writer: partitions revoked, writing %d held rows first",
                 self.name,
                 self._pending,
             )
+            self._revoked = True  # one try, no waiting: these partitions are leaving us
             self._flush()
