@@ -193,9 +193,12 @@ class LocalBroker:
     def _cluster_id(self) -> str:
         marker = self.data_dir / "cluster.id"
         if not marker.exists():
-            # KRaft wants a base64 UUID; 22 url-safe chars from uuid4 bytes
-
-            marker.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+            # KRaft wants a base64 UUID; 22 url-safe chars from uuid4 bytes, not starting
+            # with "-", which StorageTool's argument parser would take for an option
+            cluster_id = "-"
+            while cluster_id.startswith("-"):
+                cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            marker.write_text(cluster_id)
         return marker.read_text().strip()
 
     def _wait_ready(self, timeout_s: float) -> None:
