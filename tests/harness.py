@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
@@ -131,3 +131,79 @@ def read_topic(
     finally:
         consumer.close()
     return records
+
+
+def produce(settings: Settings, topic: Topic, records: list[tuple[str | None, bytes]]) -> None:
+    """Produce (key, value) records and wait for Kafka's acknowledgement of each."""
+    from confluent_kafka import Producer
+
+    from contract.kafka import producer_config
+
+    producer = Producer(producer_config(settings))
+    failures: list[Any] = []
+    name = topic_name(topic, settings.topic_prefix)
+    for key, value in records:
+        producer.produce(
+            name,
+            key=key.encode() if key else None,
+            value=value,
+            on_delivery=lambda err, _m: failures.append(err) if err else None,
+        )
+        producer.poll(0)
+    left = producer.flush(30)
+    assert left == 0 and not failures, f"produce to {name}: {left} unacknowledged, {failures}"
+
+
+def committed(settings: Settings, group: str, topic: Topic) -> dict[int, int]:
+    """The group's committed offset per partition of `topic` (negative: none)."""
+    name = topic_name(topic, settings.topic_prefix)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
+        for attempt in range(20):
+            try:
+                found = consumer.committed(
+                    [TopicPartition(name, p) for p in partitions], timeout=10
+                )
+                return {tp.partition: tp.offset for tp in found}
+            except KafkaException:  # the group coordinator is still loading: retry
+                if attempt == 19:
+                    raise
+                time.sleep(0.5)
+        raise AssertionError("unreachable")
+    finally:
+        consumer.close()
+
+
+def committed_total(settings: Settings, group: str, topic: Topic) -> int:
+    """Records of `topic` the group has committed past, over all partitions."""
+    return sum(max(0, offset) for offset in committed(settings, group, topic).values())
+
+
+class Running:
+    """Sink workers (anything with run/stop) on threads, stopped and joined on exit."""
+
+    def __init__(self, *workers: Any) -> None:
+        import threading
+
+        self.workers = workers
+        self.threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
+
+    def __enter__(self) -> Running:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for w in self.workers:
+            w.stop()
+        for t in self.threads:
+            t.join(60)
+        alive = [w.name for w, t in zip(self.workers, self.threads, strict=True) if t.is_alive()]
+        assert not alive, f"workers did not stop within 60 s: {alive}"
