@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from contract.kafka import consumer_config
 from contract.settings import Settings
+from sinks import faults
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class RecordLoop:
                     )
                     self._rewind(msg)  # so a later commit cannot acknowledge it
                     continue
+                faults.reach(f"{self.name}:after-handle")
                 self._commit(msg)
         finally:
             self._consumer.close()
