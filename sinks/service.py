@@ -10,21 +10,61 @@ import logging
 import signal
 import threading
 from types import FrameType
+from typing import Protocol
 
 import uvicorn
+from confluent_kafka import Producer
 from prometheus_client import start_http_server
 
-from contract.kafka import ensure_topics, wait_for_kafka
+from contract.kafka import ensure_topics, producer_config, wait_for_kafka
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
+from sinks.alerts import alerts_loop
 from sinks.api.app import create_api
 from sinks.api.auth import resolve_token, token_file
-from sinks.clickhouse.rows import event_rows
+from sinks.clickhouse.rows import event_rows, record_rows
 from sinks.clickhouse.schema import migrate
 from sinks.clickhouse.store import Store
-from sinks.clickhouse.writer import BatchWriter
+from sinks.clickhouse.writer import BatchWriter, RowMapper
+from sinks.signalwire.enrich import Enricher
+from sinks.signalwire.forwards import forwards_loop
 
 logger = logging.getLogger(__name__)
+
+
+class Worker(Protocol):
+    name: str
+
+    def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def workers(settings: Settings, store: Store, producer: Producer) -> list[Worker]:
+    """Every consumer of the sink process, each on its own thread and consumer group,
+    all sharing the one Store: the ClickHouse writers, failure enrichment, the SMS
+    forwards and the alert dispatch."""
+    group = f"{settings.topic_prefix}switchboard-sink"
+
+    def writer(name: str, topic: Topic, mapper: RowMapper) -> BatchWriter:
+        return BatchWriter(
+            settings,
+            store,
+            group=f"{group}-{name}",
+            name=name,
+            topics=[topic_name(topic, settings.topic_prefix)],
+            mapper=mapper,
+        )
+
+    return [
+        writer("events", Topic.EVENTS, event_rows),
+        writer("delivery-windows", Topic.METRICS_DELIVERY, record_rows("delivery_windows")),
+        writer("call-windows", Topic.METRICS_CALLS, record_rows("call_windows")),
+        writer("alerts", Topic.ALERTS, record_rows("alerts")),
+        Enricher(settings, store, group=f"{group}-enrich"),
+        forwards_loop(settings, store, producer, group=f"{group}-forwards"),
+        alerts_loop(settings, store, producer, group=f"{group}-alert-dispatch"),
+    ]
 
 
 def run(settings: Settings, metrics_port: int | None = None) -> None:
@@ -34,18 +74,9 @@ def run(settings: Settings, metrics_port: int | None = None) -> None:
     migrate(store)
     if metrics_port:
         start_http_server(metrics_port, addr="127.0.0.1")
-    group = f"{settings.topic_prefix}switchboard-sink"
-    writers = [
-        BatchWriter(
-            settings,
-            store,
-            group=f"{group}-events",
-            name="events",
-            topics=[topic_name(Topic.EVENTS, settings.topic_prefix)],
-            mapper=event_rows,
-        ),
-    ]
-    threads = [threading.Thread(target=w.run, name=f"writer-{w.name}") for w in writers]
+    producer = Producer(producer_config(settings))  # dead-letter records
+    writers = workers(settings, store, producer)
+    threads = [threading.Thread(target=w.run, name=f"sink-{w.name}") for w in writers]
     api = _api_server(settings, store)
     threads.append(threading.Thread(target=api.run, name="query-api"))
 
@@ -63,6 +94,7 @@ def run(settings: Settings, metrics_port: int | None = None) -> None:
     for t in threads:
         while t.is_alive():
             t.join(0.5)
+    producer.flush(10)
     store.close()
     logger.info("sink stopped")
 
