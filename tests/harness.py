@@ -59,10 +59,18 @@ def settings_env(settings: Settings) -> dict[str, str]:
 class Stage:
     """One `switchboard <stage>` child process, its output kept in a log file."""
 
-    def __init__(self, name: str, settings: Settings, log_dir: Path, *args: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        log_dir: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.settings = settings
         self.args = args
+        self.env = env or {}  # on top of the settings, e.g. SWITCHBOARD_FAULT
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -70,7 +78,7 @@ class Stage:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "switchboard", self.name, *self.args],
-            env=settings_env(self.settings),
+            env=settings_env(self.settings) | self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
@@ -207,3 +215,35 @@ class Running:
             t.join(60)
         alive = [w.name for w, t in zip(self.workers, self.threads, strict=True) if t.is_alive()]
         assert not alive, f"workers did not stop within 60 s: {alive}"
+
+
+def query_store(settings: Settings, sql: str) -> list[dict[str, Any]]:
+    """Run `sql` (`{db}` for the database), or `report:<name>` (a report, unfiltered), on
+    the settings' ClickHouse in a fresh Python process: chDB lets one process open one
+    path, and this one may hold another."""
+    import json
+
+    script = (
+        "import json, sys\n"
+        "from contract.settings import Settings\n"
+        "from sinks.clickhouse.reports import Filters, run_report\n"
+        "from sinks.clickhouse.store import Store\n"
+        "store = Store.connect(Settings(), attempts=1)\n"
+        "sql = sys.argv[1]\n"
+        "if sql.startswith('report:'):\n"
+        "    rows = run_report(store, sql.removeprefix('report:'), Filters())\n"
+        "else:\n"
+        "    rows = store.query_dicts(sql.replace('{db}', store.database))\n"
+        "print(json.dumps(rows, default=str))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, sql],
+        env=settings_env(settings),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows: list[dict[str, Any]] = json.loads(out.stdout.strip().splitlines()[-1])
+    return rows
