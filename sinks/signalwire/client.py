@@ -24,6 +24,8 @@ from twilio.http.http_client import TwilioHttpClient
 from contract.settings import Settings
 
 logger = logging.getLogger(__name__)
+# The SDK logs every request's payload (numbers and message bodies: personal data) at INFO.
+logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
 HTTP_TIMEOUT_S = 10.0
 _warned_dry_run = False
