@@ -231,3 +231,31 @@ def test_unreachable_clickhouse_keeps_the_place_then_writes_everything_once(
             what="the backlog written and committed",
         )
     assert _count(store, "sms_events", final=False) == 500
+
+
+def test_a_row_clickhouse_cannot_read_is_dropped_alone_with_its_sid_logged(
+    topics: Settings, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One record's NumMedia is not a number: the other rows of its batch are written,
+    that one is logged and dropped, and the writer commits and goes on (no poison pill)."""
+    good = [sms(f"SM{i:032x}", "delivered", T0 + i) for i in range(99)]
+    bad = (
+        sms("SM" + "b" * 32, "delivered", T0)
+        .to_bytes()
+        .replace(b'"num_media":null', b'"num_media":"many"')
+    )
+    assert b'"many"' in bad
+    produce(
+        topics, Topic.EVENTS, records(good[:50]) + [("SM" + "b" * 32, bad)] + records(good[50:])
+    )
+    with (
+        caplog.at_level(logging.ERROR),
+        Running(_writer(topics, store, Topic.EVENTS, event_rows, "events")),
+    ):
+        wait_for(
+            lambda: committed_total(topics, topics.topic_prefix + "events", Topic.EVENTS) == 100,
+            what="the batch committed",
+        )
+    assert _count(store, "sms_events") == 99
+    dropped = [r.getMessage() for r in caplog.records if "dropping a row" in r.getMessage()]
+    assert len(dropped) == 1 and "SM" + "b" * 32 in dropped[0]

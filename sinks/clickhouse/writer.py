@@ -15,6 +15,7 @@ librdkafka's default assignors do).
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import defaultdict
@@ -45,17 +46,31 @@ INSERT_ERRORS = Counter("switchboard_sink_insert_errors_total", "Failed batch in
 BAD_RECORDS = Counter(
     "switchboard_sink_bad_records_total", "Records that could not be read", ["topic"]
 )
+BAD_ROWS = Counter(
+    "switchboard_sink_bad_rows_total", "Rows ClickHouse could not read, dropped", ["table"]
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Row:
     table: str
     columns: tuple[str, ...]
-    values: dict[str, Any]
+    values: dict[str, Any] | bytes  # bytes: already one JSON object
 
 
-def json_rows(rows: list[dict[str, Any]]) -> bytes:
-    return b"\n".join(orjson.dumps(r) for r in rows)
+def json_rows(rows: list[dict[str, Any] | bytes]) -> bytes:
+    return b"\n".join(r if isinstance(r, bytes) else orjson.dumps(r) for r in rows)
+
+
+# ClickHouse's codes for input it cannot read (CANNOT_PARSE_*, TYPE_MISMATCH, ...): the
+# rows are at fault, not the store, and retrying the same batch would fail forever.
+_UNREADABLE = frozenset({6, 26, 27, 32, 33, 38, 41, 53, 69, 70, 72, 117, 321})
+_CODE = re.compile(r"Code: (\d+)\.")
+
+
+def unreadable(exc: Exception) -> bool:
+    found = _CODE.search(str(exc))
+    return found is not None and int(found.group(1)) in _UNREADABLE
 
 
 # Turns one Kafka record into rows; raises ValueError-like errors for bad records.
@@ -82,7 +97,7 @@ class BatchWriter:
         self.topics = topics
         self._consumer = Consumer(consumer_config(settings, group))
         self._stop = threading.Event()
-        self._batch: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._batch: dict[str, list[dict[str, Any] | bytes]] = defaultdict(list)
         self._columns: dict[str, tuple[str, ...]] = {}
         self._pending = 0
         self._flushing = False
@@ -150,11 +165,10 @@ class BatchWriter:
     def _write_and_commit(self) -> bool:
         backoff = 0.2
         for table, rows in list(self._batch.items()):
-            payload = json_rows(rows)
             while True:
                 started = time.perf_counter()
                 try:
-                    self.store.insert_json(table, self._columns[table], payload)
+                    self._insert(table, rows)
                     break
                 except Exception as exc:  # noqa: BLE001 - retried until it works or we stop
                     INSERT_ERRORS.labels(table).inc()
@@ -185,6 +199,35 @@ class BatchWriter:
         faults.reach(f"{self.name}-writer:after-insert")
         self._commit()
         return True
+
+    def _insert(self, table: str, rows: list[dict[str, Any] | bytes]) -> None:
+        """Insert `rows`; if ClickHouse cannot read some, insert the others and drop
+        those (halving the batch until each bad row is alone). A replayed half is
+        harmless: the keys collapse it."""
+        try:
+            self.store.insert_json(table, self._columns[table], json_rows(rows))
+        except Exception as exc:
+            if not unreadable(exc):
+                raise
+            if len(rows) == 1:
+                BAD_ROWS.labels(table).inc()
+                logger.error(
+                    "%s writer: dropping a row %s cannot read (%s): %.160s",
+                    self.name,
+                    table,
+                    str(exc).splitlines()[0][:300],
+                    json_rows(rows).decode(errors="replace"),
+                )
+                return
+            logger.warning(
+                "%s writer: %s cannot read some of %d rows; isolating them",
+                self.name,
+                table,
+                len(rows),
+            )
+            half = len(rows) // 2
+            self._insert(table, rows[:half])
+            self._insert(table, rows[half:])
 
     def _interrupted(self) -> bool:
         return self._stop.is_set() or self._revoked
