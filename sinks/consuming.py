@@ -73,7 +73,7 @@ class RecordLoop:
                         logger.warning("%s: consumer error %s", self.name, err)
                     continue
                 self._revoked = False
-                if not self.handler(msg, self._wait):
+                if not self._handle(msg):
                     logger.info(
                         "%s: left %s[%d]@%d unacknowledged; it will be read again",
                         self.name,
@@ -88,6 +88,26 @@ class RecordLoop:
         finally:
             self._consumer.close()
             logger.info("%s stopped", self.name)
+
+    def _handle(self, msg: Message) -> bool:
+        """The handler's verdict; an unexpected error is logged and the record tried
+        again after a pause (it is not acknowledged), rather than ending the loop."""
+        backoff = 1.0
+        while True:
+            try:
+                return self.handler(msg, self._wait)
+            except Exception:
+                logger.exception(
+                    "%s: handling %s[%d]@%d failed; trying again in %.0f s",
+                    self.name,
+                    msg.topic(),
+                    msg.partition(),
+                    msg.offset(),
+                    backoff,
+                )
+                if not self._wait(backoff):
+                    return False
+                backoff = min(backoff * 2, 60.0)
 
     def _wait(self, seconds: float) -> bool:
         return paused_wait(self._consumer, seconds, lambda: self._stop.is_set() or self._revoked)

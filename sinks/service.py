@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Protocol
 
@@ -76,27 +78,52 @@ def run(settings: Settings, metrics_port: int | None = None) -> None:
         start_http_server(metrics_port, addr="127.0.0.1")
     producer = Producer(producer_config(settings))  # dead-letter records
     writers = workers(settings, store, producer)
-    threads = [threading.Thread(target=w.run, name=f"sink-{w.name}") for w in writers]
     api = _api_server(settings, store)
-    threads.append(threading.Thread(target=api.run, name="query-api"))
+    stopping = threading.Event()
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        logger.info("sink received %s: finishing batches", signal.Signals(signum).name)
+    def stop(reason: str) -> None:
+        if not stopping.is_set():
+            logger.info("sink stopping (%s): finishing batches", reason)
+        stopping.set()
         for w in writers:
             w.stop()
         api.should_exit = True
 
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop(f"received {signal.Signals(signum).name}")
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    threads = [threading.Thread(target=_logged(w), name=f"sink-{w.name}") for w in writers]
+    threads.append(threading.Thread(target=api.run, name="query-api"))
     for t in threads:
         t.start()
     logger.info("sink running: ClickHouse %s, database %s", store.dsn, store.database)
-    for t in threads:
-        while t.is_alive():
-            t.join(0.5)
+    failed = False
+    while any(t.is_alive() for t in threads):
+        # A worker that ends on its own leaves its topic unread: stop the whole sink, so
+        # that the exit code tells a supervisor to restart it.
+        dead = [t.name for t in threads if not t.is_alive()]
+        if dead and not stopping.is_set():
+            failed = True
+            logger.error("sink worker %s stopped unexpectedly", ", ".join(dead))
+            stop("a worker stopped")
+        time.sleep(0.5)
     producer.flush(10)
     store.close()
     logger.info("sink stopped")
+    if failed:
+        raise SystemExit(1)
+
+
+def _logged(worker: Worker) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            worker.run()
+        except Exception:
+            logger.exception("sink worker %s crashed", worker.name)
+
+    return run
 
 
 def _api_server(settings: Settings, store: Store) -> uvicorn.Server:

@@ -45,11 +45,20 @@ REQUEST_SECONDS = Histogram(
 class SignalWireError(Exception):
     """A failed REST call; `retryable` for 429, 5xx and transport errors."""
 
-    def __init__(self, message: str, *, status: int | None = None, code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: int | None = None,
+        retryable: bool | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
-        self.retryable = status is None or status == 429 or status >= 500
+        if retryable is None:
+            retryable = status is None or status == 429 or status >= 500
+        self.retryable = retryable
 
 
 def make_client(settings: Settings) -> Client | None:
@@ -87,6 +96,11 @@ def _call(action: str, fn: Callable[[], T], op: str = "other") -> T:
     except (requests.ConnectionError, requests.Timeout) as exc:
         REQUESTS.labels(op, "retryable").inc()
         raise SignalWireError(f"{action}: {exc}") from exc
+    except Exception as exc:  # the SDK choking on an answer: final, and said so
+        REQUESTS.labels(op, "failed").inc()
+        raise SignalWireError(
+            f"{action}: unexpected {type(exc).__name__}: {exc}", retryable=False
+        ) from exc
     finally:
         REQUEST_SECONDS.labels(op).observe(time.perf_counter() - started)
     REQUESTS.labels(op, "ok").inc()
