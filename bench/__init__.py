@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench all` runs them and renders BENCHMARKS.md."""
