@@ -119,9 +119,12 @@ def rows_written() -> float:
     return REGISTRY.get_sample_value("switchboard_sink_rows_total", {"table": STAGING}) or 0.0
 
 
-def through_writer(settings: Settings, store: Store, n: int, batch: int) -> tuple[float, float]:
-    """(rows/s, CPU cores used) of a BatchWriter (a new consumer group) reading the `n`
-    events from Kafka into chDB, from its first record to its last insert."""
+def through_writer(
+    settings: Settings, store: Store, n: int, batch: int, writers: int
+) -> tuple[float, float]:
+    """(rows/s, CPU cores used) of `writers` BatchWriters (one new consumer group, as the
+    sink runs them) reading the `n` events from Kafka into chDB, from the first record
+    to the last insert."""
     empty(store)
     first: list[float] = []
 
@@ -130,27 +133,34 @@ def through_writer(settings: Settings, store: Store, n: int, batch: int) -> tupl
             first.append(time.perf_counter())
         return event_rows(raw)  # type: ignore[return-value]
 
-    writer = BatchWriter(
-        settings.model_copy(update={"sink_batch_rows": batch}),
-        store,
-        group=f"bench-{uuid.uuid4().hex[:8]}",
-        name="bench",
-        topics=[topic_name(Topic.EVENTS, settings.topic_prefix)],
-        mapper=mapper,
-    )
+    group = f"bench-{uuid.uuid4().hex[:8]}"
+    running = [
+        BatchWriter(
+            settings.model_copy(update={"sink_batch_rows": batch}),
+            store,
+            group=group,
+            name="bench",
+            topics=[topic_name(Topic.EVENTS, settings.topic_prefix)],
+            mapper=mapper,
+        )
+        for _ in range(writers)
+    ]
     target = rows_written() + n
-    thread = threading.Thread(target=writer.run)
+    threads = [threading.Thread(target=w.run) for w in running]
     cpu = time.process_time()
-    thread.start()
+    for thread in threads:
+        thread.start()
     deadline = time.monotonic() + 600
     while rows_written() < target:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the writer wrote {rows_written() - target + n:.0f} of {n}")
+            raise TimeoutError(f"the writers wrote {rows_written() - target + n:.0f} of {n}")
         time.sleep(0.005)
     ended = time.perf_counter()
     cpu_used = time.process_time() - cpu
-    writer.stop()
-    thread.join(60)
+    for w in running:
+        w.stop()
+    for thread in threads:
+        thread.join(60)
     assert count(store) == n
     wall = ended - first[0]
     return n / wall, cpu_used / wall
@@ -167,8 +177,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     sizes = [int(b) for b in args.batch_sizes.split(",")]
+    writers = int(Settings.model_fields["sink_event_writers"].default)
     machine = machine_info()
-    figures: dict[str, float | int | None] = {"rows_per_run": args.rows, "runs": args.runs}
+    figures: dict[str, float | int | None] = {
+        "rows_per_run": args.rows,
+        "runs": args.runs,
+        "event_writers": writers,
+    }
     table = []
     with tempfile.TemporaryDirectory(prefix="bench-sink-") as tmp:
         workdir = Path(tmp)
@@ -182,7 +197,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             figures["kafka_produce_rows_per_s"] = round(produce(settings, records))
             for batch in sizes:
                 alone = [insert_alone(store, records, batch) for _ in range(args.runs)]
-                path = [through_writer(settings, store, args.rows, batch) for _ in range(args.runs)]
+                path = [
+                    through_writer(settings, store, args.rows, batch, writers)
+                    for _ in range(args.runs)
+                ]
                 row = {
                     "batch": batch,
                     "writer": round(median(r for r, _ in path)),
@@ -195,6 +213,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                 figures[f"insert_rows_per_s_batch_{batch}"] = row["insert"]
                 figures[f"writer_cpu_cores_batch_{batch}"] = row["writer_cores"]
                 print(f"batch {batch:>7,}: {row}", flush=True)
+                if batch == DEFAULT_BATCH:  # what a second writer adds
+                    one = [
+                        through_writer(settings, store, args.rows, batch, 1)
+                        for _ in range(args.runs)
+                    ]
+                    figures["writer_rows_per_s_default_batch_1_writer"] = round(
+                        median(r for r, _ in one)
+                    )
             store.close()
         finally:
             broker.stop()
@@ -213,7 +239,8 @@ def markdown(
         "## Sink: rows per second into ClickHouse (chDB)",
         "",
         f"{fmt(figures['rows_per_run'])} SMS events (the events topic's records) per run, "
-        f"median of {figures['runs']} runs. *Writer path*: a `BatchWriter` consuming them "
+        f"median of {figures['runs']} runs. *Writer path*: the sink's "
+        f"{figures['event_writers']} `BatchWriter`s (one consumer group) consuming them "
         "from Kafka into chDB, first record to last insert (commits included). *Insert "
         "alone*: `Store.insert_json` of the same prepared batches. Both go through the "
         "staging table and view that write `sms_events`. Cores: CPU seconds of the "
@@ -234,7 +261,9 @@ def markdown(
         "",
         f"At the default batch ({fmt(figures['default_batch_rows'])} rows) the writer path "
         f"{verdict} the bar of 200,000 rows/s: **{fmt(rate)} rows/s** "
-        f"(insert alone {fmt(figures.get('insert_rows_per_s_default_batch'))} rows/s). "
+        f"(insert alone {fmt(figures.get('insert_rows_per_s_default_batch'))} rows/s; "
+        f"one writer instead of {figures['event_writers']}: "
+        f"{fmt(figures.get('writer_rows_per_s_default_batch_1_writer'))} rows/s). "
         f"Kafka produce of the events: {fmt(figures.get('kafka_produce_rows_per_s'))} rows/s.",
         "",
         f"Machine: {machine['cores']} cores ({machine['cpu_model']}), shared with four other "

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     api_port: int = Field(8081, ge=0, le=65535)
     api_token: SecretStr | None = None
     exports_dir: Path | None = None
+    sink_event_writers: int = Field(
+        2,
+        ge=1,
+        description="event writers (one consumer group): one consumes while another inserts",
+    )
     enrich_concurrency: int = Field(
         4, ge=1, description="SignalWire message fetches in flight for failure enrichment"
     )

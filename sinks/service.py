@@ -58,8 +58,13 @@ def workers(settings: Settings, store: Store, producer: Producer) -> list[Worker
             mapper=mapper,
         )
 
+    # Several event writers in one group: while one inserts (chDB works without the GIL),
+    # another consumes and batches, so the inserts are back to back.
+    events = [
+        writer("events", Topic.EVENTS, event_rows) for _ in range(settings.sink_event_writers)
+    ]
     return [
-        writer("events", Topic.EVENTS, event_rows),
+        *events,
         writer("delivery-windows", Topic.METRICS_DELIVERY, record_rows("delivery_windows")),
         writer("call-windows", Topic.METRICS_CALLS, record_rows("call_windows")),
         writer("alerts", Topic.ALERTS, record_rows("alerts")),
