@@ -109,7 +109,6 @@ class Dispatcher:
         if result.interrupted:
             return None
         if result.error is None:
-            faults.reach("dispatch:after-send")
             logger.info(
                 "%s forward %s accepted by SignalWire as %s (CallSid %s, %d tries)",
                 kind,
@@ -118,6 +117,7 @@ class Dispatcher:
                 request.call_sid or "-",
                 result.attempts,
             )
+            faults.reach("dispatch:after-send")
             return self._record(
                 request, State.SENT, attempts=result.attempts, provider_sid=result.value, wait=wait
             )
