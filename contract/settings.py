@@ -80,6 +80,11 @@ class Settings(BaseSettings):
         ge=1,
         description="event writers (one consumer group): one consumes while another inserts",
     )
+    sink_session_timeout_ms: int = Field(
+        45_000,
+        ge=6_000,
+        description="how soon the group gives a dead sink's partitions to another consumer",
+    )
     enrich_concurrency: int = Field(
         4, ge=1, description="SignalWire message fetches in flight for failure enrichment"
     )

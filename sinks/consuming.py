@@ -27,6 +27,14 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[Message, Callable[[float], bool]], bool]
 
 
+def sink_consumer(settings: Settings, group: str) -> Consumer:
+    """A consumer of the sink process; a killed sink's partitions move on after
+    `sink_session_timeout_ms`, a stopped one's at once (it leaves the group)."""
+    return Consumer(
+        consumer_config(settings, group, **{"session.timeout.ms": settings.sink_session_timeout_ms})
+    )
+
+
 def paused_wait(consumer: Consumer, seconds: float, interrupted: Callable[[], bool]) -> bool:
     """Sleep while staying in the group: the assignment is paused and polled (paused
     partitions return nothing). False if `interrupted()` turned true meanwhile."""
@@ -52,7 +60,7 @@ class RecordLoop:
         self.name = name
         self.topic = topic
         self.handler = handler
-        self._consumer = Consumer(consumer_config(settings, group))
+        self._consumer = sink_consumer(settings, group)
         self._stop = threading.Event()
         self._revoked = False
 

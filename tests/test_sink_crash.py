@@ -30,7 +30,12 @@ SINK_GROUP = "switchboard-sink"
 
 def _child_settings(settings: Settings, tmp_path: Path, **extra: object) -> Settings:
     return settings.model_copy(
-        update={"clickhouse_url": f"chdb://{tmp_path / 'sink-chdb'}", "sink_batch_rows": 5000}
+        update={
+            "clickhouse_url": f"chdb://{tmp_path / 'sink-chdb'}",
+            "sink_batch_rows": 5000,
+            # the killed sink's partitions move to the restarted one after 6 s, not 45
+            "sink_session_timeout_ms": 6000,
+        }
         | extra
     )
 

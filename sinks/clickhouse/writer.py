@@ -27,11 +27,10 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, Message
 from prometheus_client import Counter, Histogram
 
-from contract.kafka import consumer_config
 from contract.settings import Settings
 from sinks import faults
 from sinks.clickhouse.store import Store
-from sinks.consuming import paused_wait
+from sinks.consuming import paused_wait, sink_consumer
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +94,7 @@ class BatchWriter:
         self.mapper = mapper
         self.name = name
         self.topics = topics
-        self._consumer = Consumer(consumer_config(settings, group))
+        self._consumer = sink_consumer(settings, group)
         self._stop = threading.Event()
         self._batch: dict[str, list[dict[str, Any] | bytes]] = defaultdict(list)
         self._columns: dict[str, tuple[str, ...]] = {}

@@ -23,14 +23,13 @@ from prometheus_client import Counter, Gauge
 
 from contract.errors import BadCallback
 from contract.events import Event
-from contract.kafka import consumer_config
 from contract.kinds import CallbackKind
 from contract.settings import Settings
 from contract.statuses import SMS_FAILED
 from contract.topics import Topic, topic_name
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.writer import json_rows
-from sinks.consuming import paused_wait
+from sinks.consuming import paused_wait, sink_consumer
 from sinks.signalwire.client import fetch_message, make_client, retrying
 
 logger = logging.getLogger(__name__)
@@ -67,7 +66,7 @@ class Enricher:
         self.settings = settings
         self.store = store
         self.topic = topic_name(Topic.EVENTS, settings.topic_prefix)
-        self._consumer = Consumer(consumer_config(settings, group))
+        self._consumer = sink_consumer(settings, group)
         self._pool = ThreadPoolExecutor(settings.enrich_concurrency, thread_name_prefix="enrich")
         self._clients = threading.local()  # one SDK client (one HTTP session) per pool thread
         self._stop = threading.Event()
