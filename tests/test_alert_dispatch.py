@@ -211,3 +211,46 @@ def test_call_failure_alert_waits_for_the_writer_and_lists_the_failed_calls(
     assert rows[0][2].startswith("2026-01-01T00:00:00")
     [sent] = fake.sent_messages()
     assert "call_failures" in sent["Body"] and NUMBER in sent["Body"]
+
+
+def test_low_mos_alert_without_alert_to_is_a_csv_of_the_calls_and_no_sms(
+    fake: FakeSignalWire, sw: Settings, store: Store
+) -> None:
+    quiet = sw.model_copy(update={"alert_to": None})
+    calls = [
+        event(
+            CallbackKind.INBOUND_CALL,
+            f"CA{i:032x}",
+            "completed",
+            T0 + i,
+            to=NUMBER,
+            **{"from": "+15550001111"},
+            call_duration=60 + i,
+            audio_in_mos=mos,
+        )
+        for i, mos in enumerate([2.5, 3.0, 3.25])
+    ]
+    calls.append(event(CallbackKind.INBOUND_CALL, "CA" + "f" * 32, "completed", T0 + 9, to=NUMBER))
+    produce(quiet, Topic.EVENTS, records(calls))
+    scope = f"number:{NUMBER}"
+    alert = Alert(
+        make_alert_id(AlertType.LOW_MOS, scope, T0, 900),
+        AlertType.LOW_MOS,
+        scope,
+        T0,
+        T0 + 900,
+        count=3,
+        threshold=3.5,
+        value=2.92,
+        raised_at=T0 + 10,
+    )
+    produce(quiet, Topic.ALERTS, [(alert.alert_id, alert.to_bytes())])
+    with Running(_event_writer(quiet, store), _dispatch(quiet, store)):
+        _dispatched(quiet, 1)
+
+    header, *rows = _csv(report_path(quiet, alert))
+    assert header[-2:] == ["Call Duration(s)", "Audio in MOS"]
+    assert [(r[0], r[5], r[6]) for r in rows] == [
+        (f"CA{i:032x}", str(60 + i), mos) for i, mos in enumerate(["2.5", "3.0", "3.25"])
+    ]
+    assert fake.requests == []
