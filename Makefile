@@ -37,10 +37,14 @@ broker: kafka ## start a standalone local broker on 127.0.0.1:9092 (data under .
 broker-stop: install ## stop the standalone local broker
 	$(PY) -m switchboard broker stop
 
-bench: kafka ## run every benchmark and render BENCHMARKS.md
+bench: kafka ## run every benchmark and render BENCHMARKS.md (long: see BENCHMARKS.md)
+	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) -m bench all
+
+grafana: install ## rebuild deploy/grafana's dashboard JSON from the reports' SQL
+	$(PY) -m sinks.clickhouse.grafana
 
 clean: ## remove the virtualenv, fetched jars and local data
 	rm -rf $(VENV) kafka/libs data test-artifacts
 
-.PHONY: help install kafka run test lint broker broker-stop bench clean
+.PHONY: help install kafka run test lint broker broker-stop bench clean grafana

@@ -1,8 +1,8 @@
-"""Helpers every benchmark shares: medians, the machine's details, results files and a
-local broker.
+"""Helpers every benchmark shares: medians, the machine's details, results files,
+a local broker and the pipeline's stages as child processes, sampling a process's
+CPU and RSS through /proc, and watching Kafka offsets to know when work has landed.
 
-A minimal subset, with the same names and signatures as the full module the
-benchmarks engineer owns (which replaces this one on merge).
+Other benchmarks may add helpers here by appending functions.
 """
 
 from __future__ import annotations
@@ -11,22 +11,59 @@ import json
 import os
 import platform
 import shlex
+import signal
 import statistics
+import subprocess
 import sys
+import threading
+import time
+import urllib.request
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
+from contract.kafka import ensure_topics
 from contract.settings import Settings
+from contract.topics import Topic, topic_name
 from switchboard.broker import LocalBroker, free_port, kafka_version
+from tests.harness import settings_env as _harness_env
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+# --- figures -----------------------------------------------------------------------
 
 
 def median(values: Iterable[float]) -> float:
     return float(statistics.median(list(values)))
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return float(ordered[rank - 1])
+
+
+def repeat(runs: int, measure: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """Runs `measure` `runs` times; the median of each figure (None where any run had none)."""
+    samples = [measure() for _ in range(runs)]
+    figures: dict[str, float] = {}
+    for name in samples[0]:
+        values = [s.get(name) for s in samples]
+        numbers = [v for v in values if v is not None]
+        figures[name] = median(numbers) if len(numbers) == len(values) else None  # type: ignore[assignment]
+    return figures
 
 
 def machine_info() -> dict[str, Any]:
@@ -91,6 +128,9 @@ def fmt(value: float | int | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+# --- processes ---------------------------------------------------------------------
+
+
 def start_broker(workdir: Path) -> LocalBroker:
     """A broker of our own on a free port, its data under `workdir`."""
     broker = LocalBroker(workdir / "kafka", port=free_port())
@@ -114,3 +154,259 @@ def bench_settings(bootstrap: str, workdir: Path, **overrides: Any) -> Settings:
     values["clickhouse_url"] = f"chdb://{(values['data_dir'] / 'clickhouse').resolve()}"
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def settings_env(settings: Settings, log_level: str = "INFO") -> dict[str, str]:
+    """The environment that gives a `switchboard` child these settings."""
+    return _harness_env(settings) | {"SWITCHBOARD_LOG_LEVEL": log_level}
+
+
+class Child:
+    """A child process in its own session, its output in a log file, stopped by its pid."""
+
+    def __init__(
+        self, name: str, argv: list[str], log: Path, *, quiet_stdout: bool = False, **popen: Any
+    ) -> None:
+        self.name = name
+        self.log_path = log
+        log.parent.mkdir(parents=True, exist_ok=True)
+        out = open(log, "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.DEVNULL if quiet_stdout else out,
+            stderr=out,
+            start_new_session=True,
+            **popen,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log(self, tail: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-tail:] if self.log_path.exists() else ""
+
+    def stop(self, timeout_s: float = 30.0, sig: int = signal.SIGTERM) -> None:
+        """Signal the child's process group (it may have workers), then wait, bounded."""
+        if self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        except ProcessLookupError:
+            pass
+
+
+def wait_until(
+    check: Callable[[], Any], *, timeout_s: float, what: str, interval_s: float = 0.1
+) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(interval_s)
+    raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(200 <= response.status < 300)
+    except OSError:
+        return False
+
+
+STAGES = ("sink", "process", "ingest")  # started in this order, stopped in reverse
+
+
+@dataclass
+class Pipeline:
+    """The three stages as `switchboard <stage>` children against one broker."""
+
+    settings: Settings
+    logs: Path
+    log_level: str = "INFO"
+    children: dict[str, Child] = field(default_factory=dict)
+
+    @property
+    def edge_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.ingest_port}"
+
+    def start(self, timeout_s: float = 120.0) -> Pipeline:
+        ensure_topics(self.settings)
+        env = settings_env(self.settings, self.log_level)
+        for stage in STAGES:
+            self.children[stage] = Child(
+                stage,
+                [sys.executable, "-m", "switchboard", stage],
+                self.logs / f"{stage}.log",
+                env=env,
+                cwd=ROOT,
+            )
+        api = f"http://127.0.0.1:{self.settings.api_port}/healthz"
+        for url in (api, f"{self.edge_url}/healthz"):
+            wait_until(lambda u=url: http_ok(u) or self._dead(), timeout_s=timeout_s, what=url)
+            self._dead()
+        return self
+
+    def _dead(self) -> bool:
+        for name, child in self.children.items():
+            if not child.alive():
+                raise RuntimeError(f"{name} exited early:\n{child.log()}")
+        return False
+
+    def pids(self) -> dict[str, int]:
+        names = {"ingest": "edge", "process": "processors", "sink": "sink"}
+        return {names[n]: c.pid for n, c in self.children.items()}
+
+    def stop(self) -> None:
+        for stage in reversed(STAGES):
+            if stage in self.children:
+                self.children[stage].stop()
+
+    def __enter__(self) -> Pipeline:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --- CPU and RSS of a process over time --------------------------------------------
+
+
+def proc_sample(pid: int) -> tuple[float, int] | None:
+    """(CPU seconds used, RSS bytes) of `pid` from /proc; None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        statm = Path(f"/proc/{pid}/statm").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    cpu_s = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+    return cpu_s, int(statm.split()[1]) * PAGE_SIZE
+
+
+class Sampler:
+    """Samples CPU and RSS of named pids every `interval_s`, in a thread."""
+
+    def __init__(self, pids: Mapping[str, int], interval_s: float = 0.5) -> None:
+        self.pids = dict(pids)
+        self.interval_s = interval_s
+        self.series: dict[str, list[tuple[float, float, int]]] = {n: [] for n in self.pids}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            now = time.monotonic()
+            for name, pid in self.pids.items():
+                sample = proc_sample(pid)
+                if sample is not None:
+                    self.series[name].append((now, *sample))
+            if self._stop.wait(self.interval_s):
+                return
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for name, pid in self.pids.items():  # a last sample at the very end
+            sample = proc_sample(pid)
+            if sample is not None:
+                self.series[name].append((time.monotonic(), *sample))
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per process: mean CPU %, CPU seconds, RSS at start and end (MB), and RSS growth
+        in % from the first tenth of the run to the last tenth (medians of each)."""
+        out: dict[str, dict[str, float]] = {}
+        for name, samples in self.series.items():
+            if len(samples) < 2:
+                continue
+            (t0, c0, _), (t1, c1, _) = samples[0], samples[-1]
+            tenth = max(1, len(samples) // 10)
+            rss_start = median(s[2] for s in samples[:tenth])
+            rss_end = median(s[2] for s in samples[-tenth:])
+            out[name] = {
+                "cpu_pct": round(100 * (c1 - c0) / (t1 - t0), 1) if t1 > t0 else 0.0,
+                "cpu_s": round(c1 - c0, 2),
+                "rss_mb_start": round(rss_start / 2**20, 1),
+                "rss_mb_end": round(rss_end / 2**20, 1),
+                "rss_mb_max": round(max(s[2] for s in samples) / 2**20, 1),
+                "rss_growth_pct": round(100 * (rss_end - rss_start) / rss_start, 1),
+            }
+        return out
+
+
+# --- Kafka offsets: has the work landed? ---------------------------------------------
+
+
+class Offsets:
+    """End offsets of topics and committed offsets of consumer groups, via the admin API."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        self._partitions: dict[str, list[int]] = {}
+
+    def name(self, topic: Topic) -> str:
+        return topic_name(topic, self.settings.topic_prefix)
+
+    def partitions(self, topic: Topic) -> list[int]:
+        name = self.name(topic)
+        if name not in self._partitions:
+            md = self.admin.list_topics(name, timeout=10)
+            self._partitions[name] = sorted(md.topics[name].partitions)
+        return self._partitions[name]
+
+    def ends(self, topics: Iterable[Topic]) -> dict[tuple[str, int], int]:
+        request = {
+            TopicPartition(self.name(t), p): OffsetSpec.latest()
+            for t in topics
+            for p in self.partitions(t)
+        }
+        futures = self.admin.list_offsets(request, request_timeout=10)
+        return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+
+    def committed(self, group: str, topic: Topic) -> dict[tuple[str, int], int]:
+        tps = [TopicPartition(self.name(topic), p) for p in self.partitions(topic)]
+        futures = self.admin.list_consumer_group_offsets(
+            [ConsumerGroupTopicPartitions(group, tps)], request_timeout=10
+        )
+        result = futures[group].result()
+        return {(tp.topic, tp.partition): max(tp.offset, 0) for tp in result.topic_partitions}
+
+
+RAW_TOPICS = (
+    Topic.CALLBACKS_SMS,
+    Topic.CALLBACKS_VOICE,
+    Topic.CALLBACKS_RECORDING,
+    Topic.CALLBACKS_TRANSCRIPTION,
+    Topic.CALLBACKS_INBOUND_CALL,
+)
+
+
+def sink_events_group(settings: Settings) -> str:
+    """The consumer group of the sink's events writer (see sinks/service.py)."""
+    return f"{settings.topic_prefix}switchboard-sink-events"
+
+
+def landed(offsets: Offsets) -> bool:
+    """Every raw callback became an event (or a dead letter), and the sink committed every
+    event, which it does only after ClickHouse took the rows: all is queryable."""
+    raw = sum(offsets.ends(RAW_TOPICS).values())
+    events = offsets.ends([Topic.EVENTS])
+    dead = sum(offsets.ends([Topic.CALLBACKS_DEAD_LETTER]).values())
+    if sum(events.values()) + dead < raw:
+        return False
+    committed = offsets.committed(sink_events_group(offsets.settings), Topic.EVENTS)
+    return all(committed.get(tp, 0) >= end for tp, end in events.items())

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import signal
+from pathlib import Path
 
 import uvicorn
 
-from contract.settings import Settings
+from contract.settings import Settings, load_settings
+from ingest.app import Edge, create_app
+from ingest.metrics import MULTIPROC_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -19,24 +25,50 @@ def serve(settings: Settings) -> None:
         settings.ingest_port,
         settings.ingest_workers,
     )
-    if settings.ingest_workers == 1:
-        from ingest.app import create_app
+    metrics_dir = None
+    if settings.ingest_workers > 1:
+        metrics_dir = _multiprocess_metrics(settings)
+    # uvicorn restores the previous handlers after its graceful shutdown and re-raises the
+    # signal; a no-op handler here turns a clean SIGTERM/SIGINT stop into exit status 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    try:
+        uvicorn.run(
+            create_app(settings) if metrics_dir is None else "ingest.server:worker_app",
+            factory=metrics_dir is not None,
+            host=settings.ingest_host,
+            port=settings.ingest_port,
+            workers=settings.ingest_workers,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            log_config=None,
+            timeout_graceful_shutdown=10,
+            backlog=4096,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
-        app: object = create_app(settings)
-    else:
-        # Worker processes build their own app from the environment (the CLI exported
-        # its flags there), so the import string is what uvicorn needs.
-        app = "ingest.app:create_app"
-    uvicorn.run(
-        app,  # type: ignore[arg-type]
-        factory=settings.ingest_workers > 1,
-        host=settings.ingest_host,
-        port=settings.ingest_port,
-        workers=settings.ingest_workers,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=10,
-        backlog=4096,
-    )
+
+def worker_app() -> Edge:
+    """The app of one worker process: uvicorn spawns it afresh, so it reads the
+    environment (the CLI exported its flags there) and sets up logging itself."""
+    from switchboard import logs
+
+    logs.configure()
+    return create_app(load_settings())
+
+
+def _multiprocess_metrics(settings: Settings) -> Path:
+    """Workers write their metrics to files in one directory and /metrics sums them.
+
+    prometheus_client picks its mode when imported, so the variable is set before uvicorn
+    spawns the workers; the directory is this edge's (one per port), emptied at start so a
+    previous run's counters do not leak in.
+    """
+    path = (settings.data_dir / "prometheus" / f"ingest-{settings.ingest_port}").resolve()
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    os.environ[MULTIPROC_DIR] = str(path)
+    return path

@@ -119,7 +119,7 @@ class AlertDispatch:
             if not wait(min(backoff, max(0.1, deadline - time.monotonic()))):
                 return None
             backoff = min(backoff * 2, 2.0)
-        write_csv(path, report.columns, rows)
+        write_csv(path, report, rows)
         complete = len(rows) >= alert.count
         REPORTS.labels(alert.type.value, str(complete).lower()).inc()
         log = logger.info if complete else logger.warning

@@ -18,12 +18,15 @@ import uvicorn
 from confluent_kafka import Producer
 from prometheus_client import start_http_server
 
+from contract.alerts import Alert
 from contract.kafka import ensure_topics, producer_config, wait_for_kafka
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
+from contract.windows import CallWindow, DeliveryWindow
 from sinks.alerts import alerts_loop
 from sinks.api.app import create_api
 from sinks.api.auth import resolve_token, token_file
+from sinks.clickhouse.reports import Filters
 from sinks.clickhouse.rows import event_rows, record_rows
 from sinks.clickhouse.schema import migrate
 from sinks.clickhouse.store import Store
@@ -65,9 +68,13 @@ def workers(settings: Settings, store: Store, producer: Producer) -> list[Worker
     ]
     return [
         *events,
-        writer("delivery-windows", Topic.METRICS_DELIVERY, record_rows("delivery_windows")),
-        writer("call-windows", Topic.METRICS_CALLS, record_rows("call_windows")),
-        writer("alerts", Topic.ALERTS, record_rows("alerts")),
+        writer(
+            "delivery-windows",
+            Topic.METRICS_DELIVERY,
+            record_rows("delivery_windows", DeliveryWindow),
+        ),
+        writer("call-windows", Topic.METRICS_CALLS, record_rows("call_windows", CallWindow)),
+        writer("alerts", Topic.ALERTS, record_rows("alerts", Alert)),
         Enricher(settings, store, group=f"{group}-enrich"),
         forwards_loop(settings, store, producer, group=f"{group}-forwards"),
         alerts_loop(settings, store, producer, group=f"{group}-alert-dispatch"),
@@ -137,7 +144,13 @@ def _api_server(settings: Settings, store: Store) -> uvicorn.Server:
         logger.warning("generated an API token; read it from %s", token_file(settings))
     logger.info("query API on http://%s:%d (token required)", settings.api_host, settings.api_port)
     config = uvicorn.Config(
-        create_api(store, token),
+        create_api(
+            store,
+            token,
+            defaults=Filters(
+                unconfirmed_after_s=settings.unconfirmed_after_s, mos_floor=settings.mos_floor
+            ),
+        ),
         host=settings.api_host,
         port=settings.api_port,
         log_config=None,

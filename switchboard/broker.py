@@ -179,13 +179,13 @@ class LocalBroker:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        out = open(self.data_dir / "broker.stdout", "ab")  # noqa: SIM115 - owned by the child
-        self.process = subprocess.Popen(
-            self._java("kafka.Kafka", str(props)),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop it in order
-        )
+        with open(self.data_dir / "broker.stdout", "ab") as out:  # the child keeps its own fd
+            self.process = subprocess.Popen(
+                self._java("kafka.Kafka", str(props)),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
+            )
         self.pid_file.write_text(str(self.process.pid))
         self._wait_ready(timeout_s)
         logger.info("Kafka %s up on %s (pid %d)", kafka_version(), self.bootstrap, self.process.pid)
@@ -193,10 +193,10 @@ class LocalBroker:
     def _cluster_id(self) -> str:
         marker = self.data_dir / "cluster.id"
         if not marker.exists():
-            # KRaft wants a base64 UUID; 22 url-safe chars from uuid4 bytes, not starting
-            # with "-", which StorageTool's argument parser would take for an option
+            # KRaft wants a base64 UUID; 22 url-safe chars from uuid4 bytes
+
             cluster_id = "-"
-            while cluster_id.startswith("-"):
+            while cluster_id.startswith("-"):  # StorageTool would read "-..." as an option
                 cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             marker.write_text(cluster_id)
         return marker.read_text().strip()

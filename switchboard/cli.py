@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import os
+import sys
+from contextlib import nullcontext
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -13,12 +16,15 @@ from rich.console import Console
 
 from contract.errors import SwitchboardError
 from contract.settings import Settings, load_settings
+from sinks.clickhouse.reports import DESCRIPTIONS as REPORT_DESCRIPTIONS
+from sinks.clickhouse.reports import REPORTS, Filters
 from switchboard import logs
 
 app = typer.Typer(
     help="Switchboard: SignalWire status callbacks through Kafka into ClickHouse.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode="markdown",  # docstrings' paragraphs reflow to the terminal's width
 )
 broker_app = typer.Typer(
     help="The local Kafka broker (Apache Kafka from Maven Central).", no_args_is_help=True
@@ -97,29 +103,164 @@ class Format(StrEnum):
     json = "json"
 
 
-@app.command()
+ReportName = StrEnum("ReportName", {name: name for name in REPORTS})  # type: ignore[misc]
+_TIMES = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
+Since = Annotated[
+    datetime | None,
+    typer.Option(
+        formats=_TIMES,
+        metavar="TIME",
+        help="from this time: UTC, or with an offset, e.g. 2024-05-01T12:00:00+02:00",
+    ),
+]
+Until = Annotated[
+    datetime | None,
+    typer.Option(formats=_TIMES, metavar="TIME", help="until this time (exclusive)"),
+]
+Campaign = Annotated[str | None, typer.Option(help="only this campaign tag")]
+Number = Annotated[
+    str | None, typer.Option(help="only messages or calls from or to this number (E.164)")
+]
+
+
+@app.command(
+    help="Show a report from ClickHouse (through the running sink's query API, or directly).\n\n"
+    + "\n".join(f"- **{name}**: {text}" for name, text in REPORT_DESCRIPTIONS.items())
+)
 def report(
-    name: Annotated[str, typer.Argument(help="delivery, calls, failures or mos")],
-    since: Annotated[datetime | None, typer.Option(help="from this time (UTC)")] = None,
-    until: Annotated[datetime | None, typer.Option(help="until this time (UTC)")] = None,
-    campaign: Annotated[str | None, typer.Option(help="only this campaign tag")] = None,
-    number: Annotated[
-        str | None, typer.Option(help="only messages or calls from/to this number")
-    ] = None,
+    name: Annotated[ReportName, typer.Argument(help="which report", show_default=False)],
+    since: Since = None,
+    until: Until = None,
+    campaign: Campaign = None,
+    number: Number = None,
+    bucket: Annotated[
+        int, typer.Option(min=1, help="seconds per time bucket (delivery-rate, mos)")
+    ] = 300,
+    limit: Annotated[int, typer.Option(min=1, help="rows of the top-N and latest-N reports")] = 100,
     output: Annotated[Format, typer.Option("--format", help="table, csv or json")] = Format.table,
 ) -> None:
-    """Show a report from ClickHouse (through the running sink, or directly)."""
-    from sinks.clickhouse.reports import REPORTS, Filters
     from switchboard.output import render
     from switchboard.query import fetch_report
 
-    if name not in REPORTS:
-        raise typer.BadParameter(f"choose one of {', '.join(sorted(REPORTS))}", param_hint="NAME")
     settings = _settings()
-    rows = fetch_report(
-        settings, name, Filters(since=since, until=until, campaign=campaign, number=number)
+    filters = Filters(
+        since=since,
+        until=until,
+        campaign=campaign,
+        number=number,
+        unconfirmed_after_s=settings.unconfirmed_after_s,
+        mos_floor=settings.mos_floor,
+        bucket_s=bucket,
+        limit=limit,
     )
-    render(rows, output.value, title=f"{name} report")
+    rows = fetch_report(settings, name.value, filters)
+    render(rows, output.value, title=f"{name.value} report")
+
+
+export_app = typer.Typer(
+    help="Write a CSV with the seed apps' columns, to a file or stdout.", no_args_is_help=True
+)
+app.add_typer(export_app, name="export")
+Output = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="write the CSV to this file (default: stdout)"),
+]
+
+
+def _export(name: str, output: Path | None, filters: Filters) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from switchboard.query import open_export
+
+    settings = _settings()
+    with (
+        open_export(settings, name, filters) as stream,
+        (
+            output.open("w", newline="", encoding="utf-8") if output else nullcontext(sys.stdout)
+        ) as sink,
+        Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        ) as progress,
+    ):
+        writer = csv.writer(sink, lineterminator="\n")
+        writer.writerow(stream.columns)
+        task = progress.add_task(f"export {name}", total=stream.total)
+        written = 0
+        for row in stream.rows:
+            writer.writerow(row)
+            written += 1
+            if written % 500 == 0:
+                progress.update(task, completed=written)
+        progress.update(task, completed=written)
+    if output:
+        console.print(f"wrote {written} rows to {output}")
+
+
+@export_app.command("failed-messages")
+def export_failed_messages(
+    output: Output = None,
+    since: Since = None,
+    until: Until = None,
+    campaign: Campaign = None,
+    number: Number = None,
+) -> None:
+    """Failed and undelivered messages, as the seed's SMS error tracker wrote them.
+
+    Columns: Message Sid, Message Status, Error Code, Error Message, Date Sent, To, From,
+    Body. Error Message and Date Sent are what the REST API said, for the messages that
+    the sink has enriched so far."""
+    _export("failed-messages", output, Filters(since, until, campaign, number))
+
+
+@export_app.command("failed-calls")
+def export_failed_calls(
+    output: Output = None,
+    since: Since = None,
+    until: Until = None,
+    campaign: Campaign = None,
+    number: Number = None,
+) -> None:
+    """Voice calls that failed, as the seed's call tracker wrote them.
+
+    Columns: Call SID, Call Status, Event Timestamp, Call Direction, To Number,
+    From Number, Recording URL (if present)."""
+    _export("failed-calls", output, Filters(since, until, campaign, number))
+
+
+@export_app.command("calls")
+def export_calls(
+    output: Output = None,
+    since: Since = None,
+    until: Until = None,
+    campaign: Campaign = None,
+    number: Number = None,
+) -> None:
+    """Voice calls that ended: completed, canceled, no-answer or busy.
+
+    The failed-calls columns; failed calls are in `export failed-calls`, as the seed's
+    call tracker kept them apart."""
+    _export("calls", output, Filters(since, until, campaign, number))
+
+
+@app.command()
+def tail() -> None:
+    """Stream status changes live, with the failed table updating below.
+
+    One coloured line per status change (kind, SID, status, error code and its meaning),
+    like the seed apps' console log; a repeated or late callback is not a change.
+    Reads the events topic from its end and joins no consumer group, so any number of
+    operators can tail at once. Ctrl-C stops."""
+    from rich.console import Console
+
+    from switchboard.tail import run_tail
+
+    run_tail(_settings(), Console())
 
 
 @broker_app.command("start")
@@ -162,3 +303,105 @@ def main() -> None:
     except SwitchboardError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise SystemExit(2) from None
+
+
+@app.command(
+    help="Send a realistic campaign to an edge and write the ground truth it must report.\n\n"
+    "Messages go queued, sending, sent, then delivered, undelivered or failed (with realistic "
+    "error codes); MMS stop at sent; calls send progress events with durations and MOS; "
+    "completed calls leave recordings and transcriptions; inbound calls end completed or "
+    "failed. Provider retries and late callbacks are injected at the given rates. The alert "
+    "thresholds in the truth are the configured ones (SWITCHBOARD_*)."
+)
+def simulate(
+    url: Annotated[
+        str | None, typer.Argument(help="the edge's base URL (default: the configured edge)")
+    ] = None,
+    callbacks: Annotated[int, typer.Option(help="callbacks to send, duplicates included")] = 10_000,
+    seed: Annotated[int, typer.Option(help="same seed, same callbacks")] = 0,
+    rate: Annotated[float, typer.Option(help="callbacks per second; 0 runs open loop")] = 0.0,
+    concurrency: Annotated[int, typer.Option(help="requests in flight at most")] = 64,
+    duplicates: Annotated[
+        float, typer.Option(help="share of callbacks the provider retries")
+    ] = 0.0,
+    reorder: Annotated[float, typer.Option(help="share of callbacks that arrive late")] = 0.0,
+    campaign: Annotated[
+        list[str] | None, typer.Option(help="campaign tag (repeat for several)")
+    ] = None,
+    sequential: Annotated[bool, typer.Option(help="campaigns one after another")] = False,
+    sms: Annotated[float, typer.Option(help="share of messages among entities")] = 0.80,
+    voice: Annotated[float, typer.Option(help="share of outbound calls among entities")] = 0.10,
+    inbound: Annotated[float, typer.Option(help="share of inbound calls among entities")] = 0.10,
+    mms: Annotated[float, typer.Option(help="share of messages that are MMS")] = 0.05,
+    delivered: Annotated[float, typer.Option(help="SMS outcome mix: delivered")] = 0.86,
+    undelivered: Annotated[float, typer.Option(help="SMS outcome mix: undelivered")] = 0.05,
+    failed: Annotated[float, typer.Option(help="SMS outcome mix: failed")] = 0.03,
+    no_receipt: Annotated[
+        float, typer.Option(help="SMS outcome mix: carrier sends no receipt (stays sent)")
+    ] = 0.06,
+    signing_key: Annotated[
+        str | None, typer.Option(help="sign requests with this key (default: the edge's key)")
+    ] = None,
+    sign: Annotated[bool, typer.Option(help="sign requests when a key is known")] = True,
+    public_url: Annotated[
+        str | None, typer.Option(help="base URL to sign against (default: the edge's)")
+    ] = None,
+    truth: Annotated[Path, typer.Option(help="where to write the ground truth (JSON)")] = Path(
+        "simulate-truth.json"
+    ),
+    dry_run: Annotated[bool, typer.Option(help="write the ground truth, send nothing")] = False,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    import json
+
+    from switchboard.output import render
+    from switchboard.sender import Signer, edge_targets, send
+    from switchboard.simulate import Scenario, SmsMix, Thresholds, generate
+
+    settings = _settings()
+    scenario = Scenario(
+        callbacks=callbacks,
+        seed=seed,
+        campaigns=tuple(campaign or Scenario().campaigns),
+        sequential_campaigns=sequential,
+        sms_share=sms,
+        voice_share=voice,
+        inbound_share=inbound,
+        mms_rate=mms,
+        sms_mix=SmsMix(delivered, undelivered, failed, no_receipt),
+        duplicate_rate=duplicates,
+        reorder_rate=reorder,
+    )
+    traffic = generate(scenario, Thresholds.from_settings(settings))
+    truth.parent.mkdir(parents=True, exist_ok=True)
+    truth.write_text(json.dumps(traffic.truth.to_json(), indent=2) + "\n")
+    console.print(f"ground truth of {callbacks} callbacks (seed {seed}) written to {truth}")
+    if dry_run:
+        return
+    key = signing_key or (
+        settings.signing_key.get_secret_value() if settings.signing_key is not None else None
+    )
+    signer = Signer(key, public_url or settings.public_url) if key and sign else None
+    base = url or f"http://{settings.ingest_host}:{settings.ingest_port}"
+    report = send(
+        traffic.callbacks,
+        edge_targets(base),
+        rate=rate or None,
+        concurrency=concurrency,
+        signer=signer,
+        progress=progress,
+    )
+    render(
+        [
+            {"status": status or "no answer", "callbacks": n}
+            for status, n in report.statuses.items()
+        ],
+        "table",
+        title=f"{report.callbacks} callbacks to {base} in {report.elapsed_s:.1f} s "
+        f"({report.per_s:,.0f}/s, {'signed' if signer else 'unsigned'})",
+    )
+    if not report.all_acknowledged:
+        console.print(
+            f"[red]{report.callbacks - report.acknowledged} callbacks were not acknowledged[/red]"
+        )
+        raise typer.Exit(1)

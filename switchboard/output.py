@@ -24,7 +24,8 @@ def render(rows: list[dict[str, Any]], fmt: str, *, title: str = "") -> None:
         return
     table = Table(title=title)
     for column in columns:
-        table.add_column(column)
+        # a narrow terminal folds values onto more lines rather than cutting them off
+        table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row.values()))
     Console().print(table if rows else f"{title}: no rows")

@@ -1,18 +1,24 @@
-"""Where the CLI reads reports from: the sink's query API when it runs (in embedded
-mode it owns the chDB store), otherwise ClickHouse directly."""
+"""Where the CLI reads reports and exports from: the sink's query API when it runs (in
+embedded mode it owns the chDB store), otherwise ClickHouse directly."""
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import io
 import json
 import logging
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from contract.errors import SwitchboardError
 from contract.settings import Settings
 from sinks.api.auth import read_token
+from sinks.clickhouse import exports
 from sinks.clickhouse.reports import Filters, run_report
 from sinks.clickhouse.schema import migrate
 from sinks.clickhouse.store import Store
@@ -20,35 +26,77 @@ from sinks.clickhouse.store import Store
 logger = logging.getLogger(__name__)
 
 
-def fetch_report(settings: Settings, name: str, filters: Filters) -> list[dict[str, Any]]:
+def filter_params(filters: Filters) -> dict[str, str]:
+    """The API's query string for these filters (it passes them on as SQL parameters)."""
     params = {
-        k: v
-        for k, v in {
-            "since": filters.since.isoformat() if filters.since else None,
-            "until": filters.until.isoformat() if filters.until else None,
-            "campaign": filters.campaign,
-            "number": filters.number,
-        }.items()
-        if v
+        "since": filters.since.isoformat() if filters.since else None,
+        "until": filters.until.isoformat() if filters.until else None,
+        "campaign": filters.campaign,
+        "number": filters.number,
+        "bucket_s": str(filters.bucket_s),
+        "limit": str(filters.limit),
     }
-    url = (
-        f"http://{settings.api_host}:{settings.api_port}/api/reports/{name}?"
-        + urllib.parse.urlencode(params)
+    return {k: v for k, v in params.items() if v}
+
+
+def _open_api(settings: Settings, path: str, filters: Filters) -> Any | None:
+    """The API's response, or None when no query API is running."""
+    url = f"http://{settings.api_host}:{settings.api_port}{path}?" + urllib.parse.urlencode(
+        filter_params(filters)
     )
     request = urllib.request.Request(
         url, headers={"Authorization": f"Bearer {read_token(settings)}"}
     )
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            rows: list[dict[str, Any]] = json.loads(response.read())["rows"]
-            return rows
+        return urllib.request.urlopen(request, timeout=30)
     except urllib.error.HTTPError as exc:
         raise SwitchboardError(f"query API answered {exc.code}: {exc.read()[:200]!r}") from None
     except (urllib.error.URLError, ConnectionError):
         logger.debug("query API not running; reading ClickHouse directly")
+        return None
+
+
+@contextlib.contextmanager
+def _direct_store(settings: Settings) -> Iterator[Store]:
     store = Store.connect(settings, attempts=1)
     try:
         migrate(store)
-        return run_report(store, name, filters)
+        yield store
     finally:
         store.close()
+
+
+def fetch_report(settings: Settings, name: str, filters: Filters) -> list[dict[str, Any]]:
+    response = _open_api(settings, f"/api/reports/{name}", filters)
+    if response is not None:
+        with response:
+            rows: list[dict[str, Any]] = json.loads(response.read())["rows"]
+            return rows
+    with _direct_store(settings) as store:
+        return run_report(store, name, filters)
+
+
+@dataclass
+class ExportStream:
+    """An export's header, its row count (for progress) and its rows, read lazily."""
+
+    columns: tuple[str, ...]
+    total: int
+    rows: Iterator[list[str]]
+
+
+@contextlib.contextmanager
+def open_export(settings: Settings, name: str, filters: Filters) -> Iterator[ExportStream]:
+    response = _open_api(settings, f"/api/exports/{name}", filters)
+    if response is not None:
+        with response:
+            reader = csv.reader(io.TextIOWrapper(response, encoding="utf-8", newline=""))
+            columns = tuple(next(reader))
+            yield ExportStream(columns, int(response.headers.get("X-Row-Count", 0)), reader)
+        return
+    with _direct_store(settings) as store:
+        yield ExportStream(
+            exports.EXPORTS[name].columns,
+            exports.count_rows(store, name, filters),
+            exports.iter_rows(store, name, filters),
+        )

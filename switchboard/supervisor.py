@@ -69,12 +69,27 @@ def run_pipeline(settings: Settings, *, start_broker: bool = True) -> None:
         for name in STAGES:
             procs[name] = _stage(name, env)
         _banner(settings, token)
+        restarts: dict[str, list[float]] = {name: [] for name in STAGES}
         while not stopping.is_set():
             for name, proc in procs.items():
-                if proc.poll() is not None:
-                    logger.error("%s exited with %s; stopping the pipeline", name, proc.returncode)
+                if proc.poll() is None:
+                    continue
+                # A stage that dies is restarted, as a service manager would; one that keeps
+                # dying is a configuration problem, and the pipeline stops with its status.
+                recent = [t for t in restarts[name] if time.monotonic() - t < 60]
+                if len(recent) >= 3:
+                    logger.error(
+                        "%s exited %d times in a minute (last status %s); stopping",
+                        name,
+                        len(recent) + 1,
+                        proc.returncode,
+                    )
                     stopping.set()
-            time.sleep(0.3)
+                    break
+                logger.warning("%s exited with %s; restarting it", name, proc.returncode)
+                restarts[name] = [*recent, time.monotonic()]
+                procs[name] = _stage(name, env)
+            stopping.wait(0.3)
     finally:
         console.print("[yellow]stopping: edge, processors, sinks, broker[/yellow]")
         for name in reversed(STAGES):
@@ -97,8 +112,10 @@ def _banner(settings: Settings, token: str) -> None:
             f"[bold]Switchboard is running[/bold] (Kafka {kafka_version()} on "
             f"{settings.kafka_bootstrap}, ClickHouse {settings.clickhouse_dsn})\n\n"
             f"edge:      {edge}/callbacks/{{sms,voice,recording,transcription,inbound-call}}\n"
-            f"query API: http://{settings.api_host}:{settings.api_port}  token: {token}\n\n"
-            f"try it:\n  {curl}\n  switchboard report delivery\n\nCtrl-C stops everything.",
+            f"query API: http://{settings.api_host}:{settings.api_port}  token: {token}\n"
+            f"dashboard: http://{settings.api_host}:{settings.api_port}/dashboard?token={token}\n\n"
+            f"try it:\n  {curl}\n  switchboard report delivery\n  switchboard tail\n\n"
+            "Ctrl-C stops everything.",
             title="switchboard run",
         )
     )

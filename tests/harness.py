@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
@@ -75,14 +81,14 @@ class Stage:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Stage:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "switchboard", self.name, *self.args],
-            env=settings_env(self.settings) | self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-        )
+        with open(self.log_path, "ab") as log:  # the child keeps its own fd
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "switchboard", self.name, *self.args],
+                env=settings_env(self.settings) | self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+            )
         return self
 
     def log(self) -> str:
@@ -141,10 +147,139 @@ def read_topic(
     return records
 
 
+def chdb_rows(dsn: str, database: str, sql: str, timeout: float = 120) -> list[dict[str, Any]]:
+    """Run a query on an embedded store from a fresh process (chDB allows one path per
+    process, and the pytest process may already hold another)."""
+    script = (
+        "import sys, json, clickhouse_connect\n"
+        "c = clickhouse_connect.get_client(dsn=sys.argv[1])\n"
+        "r = c.query(sys.argv[2].replace('{db}', sys.argv[3]))\n"
+        "rows = [dict(zip(r.column_names, row)) for row in r.result_rows]\n"
+        "print(json.dumps(rows, default=str))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, dsn, sql, database],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+    if out.returncode != 0:
+        raise AssertionError(f"query on {dsn} failed: {out.stderr[-2000:]}")
+    rows: list[dict[str, Any]] = json.loads(out.stdout)
+    return rows
+
+
+def post_form(url: str, params: dict[str, str], timeout: float = 10) -> int:
+    """POST a form the way the provider does; the HTTP status, or 0 if no answer."""
+    body = urllib.parse.urlencode(params).encode()
+    request = urllib.request.Request(url, data=body, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return 0
+
+
+def group_lag(settings: Settings, group: str, topic: Topic) -> int:
+    """Records on `topic` that consumer group `group` has not committed yet."""
+    name = topic_name(topic, settings.topic_prefix)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        md = consumer.list_topics(name, timeout=10)
+        parts = [TopicPartition(name, p) for p in md.topics[name].partitions]
+        lag = 0
+        for tp in consumer.committed(parts, timeout=10):
+            _, high = consumer.get_watermark_offsets(tp, timeout=10)
+            lag += high - max(tp.offset, 0)
+        return lag
+    finally:
+        consumer.close()
+
+
+def drained(settings: Settings) -> bool:
+    """The processors and the event writer have committed everything on their inputs."""
+    processors = f"{settings.topic_prefix}switchboard-processors"
+    sink = f"{settings.topic_prefix}switchboard-sink-events"
+    raw = sum(
+        group_lag(settings, processors, t)
+        for t in (
+            Topic.CALLBACKS_SMS,
+            Topic.CALLBACKS_VOICE,
+            Topic.CALLBACKS_RECORDING,
+            Topic.CALLBACKS_TRANSCRIPTION,
+            Topic.CALLBACKS_INBOUND_CALL,
+        )
+    )
+    return raw == 0 and group_lag(settings, sink, Topic.EVENTS) == 0
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, port: int, *, timeout: float = 30.0) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on 127.0.0.1:port in a thread; yields its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: server.started, timeout=timeout, what=f"uvicorn on port {port}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
+
+
+def records_on_topics(settings: Settings, timeout: float = 30.0) -> dict[str, int]:
+    """How many records each of the test's topics (its prefix) holds, from the watermarks."""
+    consumer = Consumer(
+        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"counter-{time.time_ns()}"}
+    )
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                counts = {}
+                for name, md in consumer.list_topics(timeout=10).topics.items():
+                    if not name.startswith(settings.topic_prefix):
+                        continue
+                    counts[name] = 0
+                    for partition in md.partitions:
+                        low, high = consumer.get_watermark_offsets(
+                            TopicPartition(name, partition), timeout=10
+                        )
+                        counts[name] += high - low
+                return counts
+            except KafkaException:  # a new topic's leader is not known everywhere yet
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+    finally:
+        consumer.close()
+
+
+def warm_idempotence(settings: Settings, timeout: float = 60.0) -> None:
+    """Wait until the broker hands out idempotent producer ids. A fresh broker takes
+    seconds for its first one, longer than the edge's produce timeout, so a test's first
+    callback would get a (correct) 503. The record goes to a topic outside the test's prefix."""
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True})
+    producer.produce("switchboard-tests-warmup", b"warm")
+    if producer.flush(timeout) != 0:
+        raise AssertionError(f"no idempotent producer id within {timeout:.0f} s")
+
+
 def produce(settings: Settings, topic: Topic, records: list[tuple[str | None, bytes]]) -> None:
     """Produce (key, value) records and wait for Kafka's acknowledgement of each."""
-    from confluent_kafka import Producer
-
     from contract.kafka import producer_config
 
     producer = Producer(producer_config(settings))
@@ -198,8 +333,6 @@ class Running:
     """Sink workers (anything with run/stop) on threads, stopped and joined on exit."""
 
     def __init__(self, *workers: Any) -> None:
-        import threading
-
         self.workers = workers
         self.threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
 
@@ -215,35 +348,3 @@ class Running:
             t.join(60)
         alive = [w.name for w, t in zip(self.workers, self.threads, strict=True) if t.is_alive()]
         assert not alive, f"workers did not stop within 60 s: {alive}"
-
-
-def query_store(settings: Settings, sql: str) -> list[dict[str, Any]]:
-    """Run `sql` (`{db}` for the database), or `report:<name>` (a report, unfiltered), on
-    the settings' ClickHouse in a fresh Python process: chDB lets one process open one
-    path, and this one may hold another."""
-    import json
-
-    script = (
-        "import json, sys\n"
-        "from contract.settings import Settings\n"
-        "from sinks.clickhouse.reports import Filters, run_report\n"
-        "from sinks.clickhouse.store import Store\n"
-        "store = Store.connect(Settings(), attempts=1)\n"
-        "sql = sys.argv[1]\n"
-        "if sql.startswith('report:'):\n"
-        "    rows = run_report(store, sql.removeprefix('report:'), Filters())\n"
-        "else:\n"
-        "    rows = store.query_dicts(sql.replace('{db}', store.database))\n"
-        "print(json.dumps(rows, default=str))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", script, sql],
-        env=settings_env(settings),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    rows: list[dict[str, Any]] = json.loads(out.stdout.strip().splitlines()[-1])
-    return rows

@@ -57,14 +57,14 @@ def test_run_brings_up_the_pipeline_and_stops_cleanly(tmp_path: Path) -> None:
         "SWITCHBOARD_PROCESS_WEB_PORT": str(ports["WEB"]),
         "SWITCHBOARD_SINK_BATCH_SECONDS": "0.2",
     }
-    log = open(tmp_path / "run.log", "wb")  # noqa: SIM115
-    run = subprocess.Popen(
-        [sys.executable, "-m", "switchboard", "run"],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    with open(tmp_path / "run.log", "wb") as log:  # the child keeps its own fd
+        run = subprocess.Popen(
+            [sys.executable, "-m", "switchboard", "run"],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         edge = f"http://127.0.0.1:{ports['INGEST']}"
         wait_for(

@@ -8,11 +8,15 @@ by the fault hook (`SWITCHBOARD_FAULT=<point>`), so it falls exactly where it mu
 
 from __future__ import annotations
 
+import json
 import random
 import signal
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +24,7 @@ from contract.forwards import ForwardKind, ForwardRequest
 from contract.settings import Settings
 from contract.topics import Topic
 from tests.fake_signalwire import FakeSignalWire
-from tests.harness import Stage, committed_total, produce, query_store, wait_for
+from tests.harness import ROOT, Stage, chdb_rows, committed_total, produce, settings_env, wait_for
 from tests.sink_data import T0, records, sms, with_signalwire
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -38,6 +42,25 @@ def _child_settings(settings: Settings, tmp_path: Path, **extra: object) -> Sett
         }
         | extra
     )
+
+
+def _rows(settings: Settings, sql: str) -> list[dict[str, Any]]:
+    return chdb_rows(settings.clickhouse_dsn, settings.clickhouse_database, sql)
+
+
+def _delivery_report(settings: Settings) -> list[dict[str, Any]]:
+    """`switchboard report delivery`'s rows, from a fresh process (the child's chDB path)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "switchboard", "report", "delivery", "--format", "json"],
+        env=settings_env(settings) | {"SWITCHBOARD_API_PORT": "9"},  # no API: read the store
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows: list[dict[str, Any]] = json.loads(out.stdout)
+    return rows
 
 
 def _killed(stage: Stage, timeout: float = 120) -> None:
@@ -77,7 +100,7 @@ def test_sigkill_between_insert_and_commit_then_restart_counts_once(
     _killed(crashing)
     # The kill fell between the write and the commit: rows are in, no offset is.
     assert committed_total(child, group, Topic.EVENTS) == 0
-    [written] = query_store(child, "SELECT count() AS n FROM {db}.sms_events")
+    [written] = _rows(child, "SELECT count() AS n FROM {db}.sms_events")
     assert 0 < written["n"] <= len(events)
 
     restarted = Stage("sink", child, tmp_path).start()
@@ -90,9 +113,9 @@ def test_sigkill_between_insert_and_commit_then_restart_counts_once(
     finally:
         assert restarted.terminate(60) == 0, restarted.log()[-3000:]
 
-    [keys] = query_store(child, "SELECT count() AS n FROM {db}.sms_events FINAL")
+    [keys] = _rows(child, "SELECT count() AS n FROM {db}.sms_events FINAL")
     assert keys["n"] == 12_000  # one row per (MessageSid, MessageStatus)
-    report = {r["campaign"]: r for r in query_store(child, "report:delivery")}
+    report = {r["campaign"]: r for r in _delivery_report(child)}
     for campaign, counts in truth.items():
         row = report[campaign]
         assert row["messages"] == sum(counts.values())
@@ -159,7 +182,7 @@ def test_sigkill_in_the_forwards_dispatcher_then_restart(
 
     bodies = Counter(m["Body"] for m in fake.sent_messages())
     assert sorted(bodies.values()) == [1, 1, sms_per_forward]
-    rows = query_store(child, "SELECT forward_id, state FROM {db}.forwards FINAL")
+    rows = _rows(child, "SELECT forward_id, state FROM {db}.forwards FINAL")
     assert sorted((r["forward_id"], r["state"]) for r in rows) == [
         (r.forward_id, "sent") for r in requests
     ]

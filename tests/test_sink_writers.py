@@ -150,9 +150,15 @@ def test_window_figures_and_alerts_keep_their_latest_version_once(
     produce(topics, Topic.ALERTS, [(alert_id, alert.to_bytes())] * 3)
 
     writers = [
-        _writer(topics, store, Topic.METRICS_DELIVERY, record_rows("delivery_windows"), "dw"),
-        _writer(topics, store, Topic.METRICS_CALLS, record_rows("call_windows"), "cw"),
-        _writer(topics, store, Topic.ALERTS, record_rows("alerts"), "alerts"),
+        _writer(
+            topics,
+            store,
+            Topic.METRICS_DELIVERY,
+            record_rows("delivery_windows", DeliveryWindow),
+            "dw",
+        ),
+        _writer(topics, store, Topic.METRICS_CALLS, record_rows("call_windows", CallWindow), "cw"),
+        _writer(topics, store, Topic.ALERTS, record_rows("alerts", Alert), "alerts"),
     ]
     with Running(*writers):
         for group, topic, n in (

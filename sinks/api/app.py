@@ -1,36 +1,75 @@
-"""The query API: reports as JSON, behind a token, on loopback by default."""
+"""The query API and the dashboard: reports as JSON, exports as CSV, behind a token,
+on loopback by default.
+
+The dashboard page and its scripts are served from the package (no CDN, so it works
+offline) and hold no data: they are open, and everything under /api needs the token.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from datetime import datetime
+import math
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.responses import (
+    FileResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sinks.api.auth import token_matches
+from sinks.clickhouse import exports
 from sinks.clickhouse.reports import REPORTS, Filters, run_report
 from sinks.clickhouse.store import Store
 
 logger = logging.getLogger(__name__)
 
-OPEN_PATHS = frozenset({"/healthz"})
+DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"
+OPEN_PATHS = frozenset({"/healthz", "/", "/dashboard"})
+OPEN_PREFIXES = ("/dashboard/",)
+# The panels of the dashboard, fetched together so one poll shows one moment.
+DASHBOARD_PANELS = (
+    "summary",
+    "delivery-rate",
+    "failures",
+    "mos",
+    "calls",
+    "alerts",
+    "failure-windows",
+)
+SNAPSHOT_S = 1.0  # how long one computation of the panels serves every viewer
+# The page may talk to its own origin only: no CDN, no third party, works offline.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'",
+    "Referrer-Policy": "no-referrer",  # the page's URL may carry ?token=
+    "X-Content-Type-Options": "nosniff",
+}
 
 
 class TokenAuth:
-    """`Authorization: Bearer <token>` (or `?token=` for the dashboard page) on every path."""
+    """`Authorization: Bearer <token>` (or `?token=`) on every path but the open ones."""
 
     def __init__(self, app: ASGIApp, token: str) -> None:
         self.app = app
         self.token = token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
         request = Request(scope)
@@ -38,7 +77,7 @@ class TokenAuth:
         given = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else None
         given = given or request.query_params.get("token")
         if not token_matches(self.token, given):
-            logger.warning("API request to %s refused: missing or wrong token", scope["path"])
+            logger.warning("API request to %s refused: missing or wrong token", path)
             await JSONResponse(
                 {"error": "unauthorized"}, 401, headers={"WWW-Authenticate": "Bearer"}
             )(scope, receive, send)
@@ -46,18 +85,34 @@ class TokenAuth:
         await self.app(scope, receive, send)
 
 
-def _filters(request: Request) -> Filters:
+def _filters(request: Request, defaults: Filters) -> Filters:
+    """Query-string filters over the defaults; a malformed value raises ValueError."""
     q = request.query_params
 
     def when(name: str) -> datetime | None:
         return datetime.fromisoformat(q[name]) if q.get(name) else None
 
-    return Filters(
-        since=when("since"), until=when("until"), campaign=q.get("campaign"), number=q.get("number")
+    def positive(name: str, default: int) -> int:
+        value = int(q[name]) if q.get(name) else default
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1")
+        return value
+
+    return dataclasses.replace(
+        defaults,
+        since=when("since"),
+        until=when("until"),
+        campaign=q.get("campaign") or None,
+        number=q.get("number") or None,
+        bucket_s=positive("bucket_s", defaults.bucket_s),
+        limit=min(positive("limit", defaults.limit), 10_000),
     )
 
 
-def create_api(store: Store, token: str) -> Starlette:
+def create_api(store: Store, token: str, *, defaults: Filters | None = None) -> Starlette:
+    """`defaults` carries the deployment's settings (unconfirmed-after, MOS floor)."""
+    base = defaults or Filters()
+
     def report(request: Request) -> Response:  # sync: Starlette runs it in a thread pool
         name = request.path_params["name"]
         if name not in REPORTS:
@@ -65,22 +120,93 @@ def create_api(store: Store, token: str) -> Starlette:
                 {"error": f"no report {name[:40]!r}", "reports": sorted(REPORTS)}, 404
             )
         try:
-            filters = _filters(request)
+            filters = _filters(request, base)
         except ValueError as exc:
             return JSONResponse({"error": f"bad filter: {exc}"}, 400)
         rows = run_report(store, name, filters)
         return JSONResponse({"report": name, "rows": _jsonable(rows)})
 
+    snapshots: dict[tuple[Any, ...], tuple[float, dict[str, Any]]] = {}
+    snapshot_lock = threading.Lock()
+
+    def dashboard_data(request: Request) -> Response:
+        try:
+            filters = _filters(request, base)
+        except ValueError as exc:
+            return JSONResponse({"error": f"bad filter: {exc}"}, 400)
+        # Every viewer polls; one computation per SNAPSHOT_S serves them all, so more
+        # open dashboards do not mean more time holding the store from the writers.
+        key = tuple(sorted(filters.parameters().items()))
+        with snapshot_lock:
+            now = time.monotonic()
+            for stale in [k for k, (at, _) in snapshots.items() if now - at > SNAPSHOT_S]:
+                del snapshots[stale]
+            if key not in snapshots:
+                panels = {n: _jsonable(run_report(store, n, filters)) for n in DASHBOARD_PANELS}
+                snapshots[key] = (now, {
+                    "generated_at": datetime.now(UTC).isoformat(),
+                    "mos_floor": filters.mos_floor,
+                    "panels": panels,
+                })  # fmt: skip
+            payload = snapshots[key][1]
+        return JSONResponse(payload, headers={"Cache-Control": "no-store"})
+
+    def export(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in exports.EXPORTS:
+            return JSONResponse(
+                {"error": f"no export {name[:40]!r}", "exports": sorted(exports.EXPORTS)}, 404
+            )
+        try:
+            filters = _filters(request, base)
+        except ValueError as exc:
+            return JSONResponse({"error": f"bad filter: {exc}"}, 400)
+        total = exports.count_rows(store, name, filters)
+
+        def lines() -> Iterator[str]:
+            yield exports.csv_line(list(exports.EXPORTS[name].columns))
+            for cells in exports.iter_rows(store, name, filters):
+                yield exports.csv_line(cells)
+
+        return StreamingResponse(
+            lines(),  # a sync iterator: Starlette reads it in a thread pool
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "X-Row-Count": str(total),
+                "Content-Disposition": f'attachment; filename="{name}.csv"',
+            },
+        )
+
+    async def dashboard(request: Request) -> Response:
+        return FileResponse(DASHBOARD_DIR / "index.html", headers=PAGE_HEADERS)
+
+    async def home(request: Request) -> Response:
+        return RedirectResponse("/dashboard")
+
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True})
 
     return Starlette(
-        routes=[Route("/api/reports/{name}", report), Route("/healthz", healthz)],
+        routes=[
+            Route("/api/reports/{name}", report),
+            Route("/api/dashboard", dashboard_data),
+            Route("/api/exports/{name}", export),
+            Route("/dashboard", dashboard),
+            Mount("/dashboard/static", StaticFiles(directory=DASHBOARD_DIR), name="static"),
+            Route("/", home),
+            Route("/healthz", healthz),
+        ],
         middleware=[Middleware(TokenAuth, token=token)],
     )
 
 
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):  # ClickHouse returns naive UTC; say so
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN (an average over no rows)
+    return value
+
+
 def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {k: v.isoformat() if isinstance(v, datetime) else v for k, v in r.items()} for r in rows
-    ]
+    return [{k: _json_value(v) for k, v in r.items()} for r in rows]

@@ -1,10 +1,11 @@
-"""The failures behind an alert, with the seed's CSV columns: failed and undelivered
-messages (the SMS tracker's table, with what enrichment fetched from the provider where
-it has run), failed calls (the call tracker's), and the calls whose MOS a low-MOS alert
-averaged (the inbound call tracker's).
+"""The failures behind an alert, as CSV with the seed's columns: the queries of
+`switchboard export` (sinks.clickhouse.exports, on the reports' per-SID state), narrowed
+to the alert's scope and window of event time, the time the processors window by.
 
-Rows are one per SID, read `FINAL`, in the alert's scope and window of event time
-(the time the processors window by). Filters are query parameters.
+- SMS alerts: the failed-messages export, with what enrichment fetched where it has run.
+- Call alerts: failed calls, voice and inbound-call alike (the processors count both),
+  with the failed-calls export's columns.
+- Low-MOS alerts: the calls that reported a MOS, with the seed's inbound-call columns.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from contract.alerts import AlertType
+from sinks.clickhouse.exports import EXPORTS, PAGE_WHERE, Export
+from sinks.clickhouse.reports import Filters, calls_sql
 from sinks.clickhouse.store import Store
 
+# Added to the WHERE of each event table's scan (the exports' paging hook).
 _IN_SCOPE_AND_WINDOW = """
-    event_time >= toDateTime64({start:Float64}, 3, 'UTC')
+    AND event_time >= toDateTime64({start:Float64}, 3, 'UTC')
     AND event_time < toDateTime64({end:Float64}, 3, 'UTC')
     AND multiIf(
         {scope_type:String} = 'campaign', campaign = {scope_value:String},
@@ -33,108 +37,51 @@ _IN_SCOPE_AND_WINDOW = """
 
 
 @dataclass(frozen=True, slots=True)
-class FailureReport:
-    columns: tuple[str, ...]  # the seed's column names, in the SELECT's order
-    sql: str
+class AlertReport:
+    export: Export  # columns and how their times are written
+    sql: str  # one column per header; `{db}` for the database
 
 
-FAILED_MESSAGES_SQL = f"""
-    SELECT e.message_sid AS `Message Sid`, e.status AS `Message Status`,
-           e.error_code AS `Error Code`, f.error_message AS `Error Message`,
-           f.date_sent AS `Date Sent`,
-           if(empty(f.`to`), e.to_number, f.`to`) AS `To`,
-           if(empty(f.`from`), e.from_number, f.`from`) AS `From`,
-           ifNull(f.body, e.sms_body) AS `Body`
-    FROM (
-        SELECT message_sid,
-               argMin(message_status, received_at) AS status,
-               argMin(error_code, received_at) AS error_code,
-               argMin(`to`, received_at) AS to_number,
-               argMin(`from`, received_at) AS from_number,
-               argMin(body, received_at) AS sms_body,
-               min(event_time) AS failed_at
-        FROM {{db}}.sms_events FINAL
-        WHERE message_status IN ('failed', 'undelivered') AND {_IN_SCOPE_AND_WINDOW}
-        GROUP BY message_sid
-    ) AS e
-    LEFT JOIN (
-        SELECT message_sid, error_message, date_sent, `to`, `from`, body
-        FROM {{db}}.failed_messages FINAL
-    ) AS f ON e.message_sid = f.message_sid
-    ORDER BY e.failed_at, e.message_sid
+def _calls(where: str, columns: str) -> str:
+    """One row per call (its voice row when both kinds reported it)."""
+    return f"""
+    SELECT {columns}
+    FROM ({calls_sql(_IN_SCOPE_AND_WINDOW)})
+    WHERE {where}
+    ORDER BY call_sid, kind != 'voice'
+    LIMIT 1 BY call_sid
 """
 
-# Voice status callbacks and inbound-call callbacks both report calls.
-_CALLS = f"""
-    SELECT call_sid, call_status, status_rank, ifNull(`timestamp`, event_time) AS at,
-           direction, `to`, `from`, recording_url, call_duration, audio_in_mos
-    FROM {{db}}.call_events FINAL WHERE {{where}} AND {_IN_SCOPE_AND_WINDOW}
-    UNION ALL
-    SELECT call_sid, call_status, status_rank, ifNull(`timestamp`, event_time) AS at,
-           'inbound' AS direction, `to`, `from`, NULL AS recording_url, call_duration,
-           audio_in_mos
-    FROM {{db}}.inbound_call_events FINAL WHERE {{where}} AND {_IN_SCOPE_AND_WINDOW}
-"""
 
-FAILED_CALLS_SQL = f"""
-    SELECT call_sid AS `Call SID`, any(call_status) AS `Call Status`,
-           min(at) AS `Event Timestamp`, argMin(direction, at) AS `Call Direction`,
-           argMin(`to`, at) AS `To Number`, argMin(`from`, at) AS `From Number`,
-           max(recording_url) AS `Recording URL`
-    FROM ({_CALLS.replace("{where}", "call_status = 'failed'")})
-    GROUP BY call_sid
-    ORDER BY `Event Timestamp`, `Call SID`
-"""
-
-MOS_CALLS_SQL = f"""
-    SELECT call_sid AS `Call SID`, argMax(call_status, status_rank) AS `Call Status`,
-           max(at) AS `Event Timestamp`, argMin(`to`, at) AS `To Number`,
-           argMin(`from`, at) AS `From Number`, max(call_duration) AS `Call Duration(s)`,
-           max(audio_in_mos) AS `Audio in MOS`
-    FROM ({_CALLS.replace("{where}", "audio_in_mos IS NOT NULL")})
-    GROUP BY call_sid
-    ORDER BY `Event Timestamp`, `Call SID`
-"""
-
-FAILED_MESSAGES = FailureReport(
-    (
-        "Message Sid",
-        "Message Status",
-        "Error Code",
-        "Error Message",
-        "Date Sent",
-        "To",
-        "From",
-        "Body",
-    ),
-    FAILED_MESSAGES_SQL,
+FAILED_MESSAGES = AlertReport(
+    EXPORTS["failed-messages"],
+    EXPORTS["failed-messages"].sql.replace(PAGE_WHERE, _IN_SCOPE_AND_WINDOW),
 )
-FAILED_CALLS = FailureReport(
-    (
-        "Call SID",
-        "Call Status",
-        "Event Timestamp",
-        "Call Direction",
-        "To Number",
-        "From Number",
-        "Recording URL",
+FAILED_CALLS = AlertReport(
+    EXPORTS["failed-calls"],
+    _calls(
+        "status = 'failed'",
+        "call_sid, status, event_at, call_direction, call_to, call_from, call_recording_url",
     ),
-    FAILED_CALLS_SQL,
 )
-MOS_CALLS = FailureReport(
-    (
-        "Call SID",
-        "Call Status",
-        "Event Timestamp",
-        "To Number",
-        "From Number",
-        "Call Duration(s)",
-        "Audio in MOS",
+MOS_CALLS = AlertReport(
+    Export(
+        columns=(
+            "Call SID",
+            "Call Status",
+            "Event Timestamp",
+            "To Number",
+            "From Number",
+            "Call Duration(s)",
+            "Audio in MOS",
+        ),
+        sql="",
+        formats=EXPORTS["failed-calls"].formats,
     ),
-    MOS_CALLS_SQL,
+    _calls("mos IS NOT NULL", "call_sid, status, event_at, call_to, call_from, duration_s, mos"),
 )
 
-ALERT_REPORTS: dict[AlertType, FailureReport] = {
+ALERT_REPORTS: dict[AlertType, AlertReport] = {
     AlertType.SMS_FAILURES: FAILED_MESSAGES,
     AlertType.SMS_FAILURE_RATE: FAILED_MESSAGES,
     AlertType.CALL_FAILURES: FAILED_CALLS,
@@ -144,24 +91,35 @@ ALERT_REPORTS: dict[AlertType, FailureReport] = {
 
 
 def in_window(
-    store: Store, report: FailureReport, *, scope: str, start: float, end: float
+    store: Store, report: AlertReport, *, scope: str, start: float, end: float
 ) -> list[tuple[Any, ...]]:
     """The report's rows for a scope (`campaign:...`, `number:...`, `account:...`;
     anything else means every SID) and the window [start, end) of event time."""
     scope_type, _, scope_value = scope.partition(":")
-    params = {"start": start, "end": end, "scope_type": scope_type, "scope_value": scope_value}
+    params = Filters().parameters() | {
+        "start": start,
+        "end": end,
+        "scope_type": scope_type,
+        "scope_value": scope_value,
+    }
     return store.query(report.sql.replace("{db}", store.database), params)
 
 
-def write_csv(path: Path, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def write_csv(path: Path, report: AlertReport, rows: Sequence[Sequence[Any]]) -> None:
     """Atomically: a reader never sees half a report."""
+    formats = [report.export.formats.get(column) for column in report.export.columns]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(columns)
+        writer.writerow(report.export.columns)
         for row in rows:
             writer.writerow(
-                "" if v is None else v.isoformat() if isinstance(v, datetime) else v for v in row
+                ""
+                if value is None
+                else fmt(value)
+                if fmt is not None and isinstance(value, datetime)
+                else value
+                for value, fmt in zip(row, formats, strict=True)
             )
     os.replace(tmp, path)

@@ -2,16 +2,17 @@
 filters passed to ClickHouse as parameters (never spliced into the text).
 
 Every query reads `FINAL`, so a re-delivered callback counts once, and takes a
-message's state as its highest-ranked status, the first one received among equals,
-so a late or out-of-order callback never moves it backwards.
+message's or call's state as its highest-ranked status, the first one received among
+equals, so a late or out-of-order callback never moves it backwards.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from contract.error_codes import meaning
 from sinks.clickhouse.store import Store
 
 
@@ -23,59 +24,289 @@ class Filters:
     number: str | None = None  # a From or To number
     unconfirmed_after_s: int = 900
     extra: dict[str, Any] = field(default_factory=dict)
+    bucket_s: int = 300  # time buckets of the over-time reports
+    mos_floor: float = 3.5  # calls below it count as low quality in the mos report
+    limit: int = 100  # rows of the top-N and latest-N reports
 
     def parameters(self) -> dict[str, Any]:
         return {
-            "since": self.since or datetime(1970, 1, 1),
-            "until": self.until or datetime(2200, 1, 1),
+            "since": _utc(self.since) or datetime(1970, 1, 1),
+            "until": _utc(self.until) or datetime(2200, 1, 1),
             "campaign": self.campaign or "",
             "number": self.number or "",
             "unconfirmed_after_s": self.unconfirmed_after_s,
+            "bucket_s": self.bucket_s,
+            "mos_floor": self.mos_floor,
+            "limit": self.limit,
         }
 
 
+def _utc(moment: datetime | None) -> datetime | None:
+    """Naive times are UTC already; aware ones are converted (ClickHouse gets naive UTC)."""
+    if moment is None or moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
 _WHERE = """
-    received_at >= {since:DateTime64(3)} AND received_at < {until:DateTime64(3)}
+    received_at >= {since:DateTime64(3, 'UTC')} AND received_at < {until:DateTime64(3, 'UTC')}
     AND ({campaign:String} = '' OR campaign = {campaign:String})
     AND ({number:String} = '' OR `from` = {number:String} OR `to` = {number:String})
 """
 
-# One row per message: its state by precedence, first received among equal ranks.
-_MESSAGES = f"""
+# The state a SID has reached: the highest rank, the first received among equals.
+# (A Nullable column goes through tuple(): argMin would skip its NULLs otherwise.)
+_FINAL = "(-status_rank, received_at)"
+
+
+def messages_sql(extra_where: str = "") -> str:
+    """One row per message: its state by precedence and what the exports need."""
+    return f"""
     SELECT message_sid,
-           argMin(message_status, (-status_rank, received_at)) AS status,
-           argMin(error_code, (-status_rank, received_at)) AS final_error_code,
+           argMin(message_status, {_FINAL}) AS status,
+           argMin(tuple(error_code), {_FINAL}).1 AS final_error_code,
+           argMin(received_at, {_FINAL}) AS settled_at,
            any(campaign) AS message_campaign,
+           any(`to`) AS message_to,
+           any(`from`) AS message_from,
+           any(body) AS message_body,
            max(ifNull(num_media, 0)) AS num_media,
            max(received_at) AS last_seen
     FROM {{db}}.sms_events FINAL
-    WHERE {_WHERE}
+    WHERE {_WHERE} {extra_where}
     GROUP BY message_sid
 """
 
-DELIVERY = f"""
+
+# Each message in one bucket of the status funnel. `sent` with no receipt after the
+# configured time, or with media (MMS never gets one), is unconfirmed, not failed.
+_CLASSIFIED = f"""
     WITH now64(3) - toIntervalSecond({{unconfirmed_after_s:UInt32}}) AS unconfirmed_before
+    SELECT *,
+           multiIf(status IN ('delivered', 'undelivered', 'failed'), status,
+                   status = 'sent' AND (num_media > 0 OR last_seen < unconfirmed_before),
+                       'unconfirmed',
+                   status = 'sent', 'sent',
+                   status IN ('accepted', 'scheduled', 'queued', 'sending'), 'queued',
+                   'other') AS bucket
+    FROM ({messages_sql()})
+"""
+
+
+def calls_sql(extra_where: str = "") -> str:
+    """One row per call, voice status callbacks and inbound-call callbacks alike."""
+    common = f"""
+           argMin(call_status, {_FINAL}) AS status,
+           argMin(event_time, {_FINAL}) AS event_at,
+           argMin(received_at, {_FINAL}) AS settled_at,
+           any(campaign) AS call_campaign,
+           any(`to`) AS call_to,
+           any(`from`) AS call_from,
+           max(call_duration) AS duration_s,
+           argMinIf(audio_in_mos, {_FINAL}, audio_in_mos IS NOT NULL) AS mos"""
+    return f"""
+    SELECT 'voice' AS kind, call_sid, {common},
+           argMin(tuple(error_code), {_FINAL}).1 AS final_error_code,
+           any(direction) AS call_direction,
+           anyIf(recording_url, recording_url != '') AS call_recording_url
+    FROM {{db}}.call_events FINAL
+    WHERE {_WHERE} {extra_where}
+    GROUP BY call_sid
+    UNION ALL
+    SELECT 'inbound-call' AS kind, call_sid, {common},
+           CAST(NULL AS Nullable(String)) AS final_error_code,
+           CAST('inbound' AS Nullable(String)) AS call_direction,
+           CAST(NULL AS Nullable(String)) AS call_recording_url
+    FROM {{db}}.inbound_call_events FINAL
+    WHERE {_WHERE} {extra_where}
+    GROUP BY call_sid
+"""
+
+
+DELIVERY = f"""
     SELECT message_campaign AS campaign,
            count() AS messages,
-           countIf(status = 'delivered') AS delivered,
-           countIf(status = 'undelivered') AS undelivered,
-           countIf(status = 'failed') AS failed,
-           countIf(status = 'sent' AND (num_media > 0 OR last_seen < unconfirmed_before))
-               AS unconfirmed,
-           countIf(status IN ('accepted', 'scheduled', 'queued', 'sending')
-                   OR (status = 'sent' AND num_media = 0 AND last_seen >= unconfirmed_before))
-               AS pending,
+           countIf(bucket = 'delivered') AS delivered,
+           countIf(bucket = 'undelivered') AS undelivered,
+           countIf(bucket = 'failed') AS failed,
+           countIf(bucket = 'unconfirmed') AS unconfirmed,
+           countIf(bucket IN ('queued', 'sent')) AS pending,
            round(delivered / nullIf(delivered + undelivered + failed, 0), 4) AS delivery_rate
-    FROM ({_MESSAGES})
+    FROM ({_CLASSIFIED})
     GROUP BY message_campaign
     ORDER BY message_campaign
 """
 
+# Delivery rate over time per campaign, by when each message reached its final state.
+DELIVERY_RATE = f"""
+    SELECT toStartOfInterval(settled_at, toIntervalSecond({{bucket_s:UInt32}})) AS bucket_start,
+           message_campaign AS campaign,
+           countIf(status = 'delivered') AS delivered,
+           countIf(status = 'undelivered') AS undelivered,
+           countIf(status = 'failed') AS failed,
+           round(delivered / nullIf(delivered + undelivered + failed, 0), 4) AS delivery_rate
+    FROM ({messages_sql()})
+    WHERE status IN ('delivered', 'undelivered', 'failed')
+    GROUP BY bucket_start, campaign
+    ORDER BY bucket_start, campaign
+"""
+
+CALLS = f"""
+    SELECT kind,
+           call_campaign AS campaign,
+           count() AS calls,
+           countIf(status = 'completed') AS completed,
+           countIf(status = 'failed') AS failed,
+           countIf(status = 'busy') AS busy,
+           countIf(status = 'no-answer') AS no_answer,
+           countIf(status = 'canceled') AS canceled,
+           countIf(status NOT IN ('completed', 'failed', 'busy', 'no-answer', 'canceled'))
+               AS in_progress,
+           round(sum(ifNull(duration_s, 0)) / 60, 2) AS minutes,
+           countIf(mos IS NOT NULL) AS mos_calls,
+           round(avg(mos), 2) AS avg_mos
+    FROM ({calls_sql()})
+    GROUP BY kind, campaign
+    ORDER BY kind, campaign
+"""
+
+# Top error codes of failed messages and calls; `meaning` is added from contract.error_codes.
+FAILURES = f"""
+    SELECT kind,
+           ifNull(error_code, '') AS error_code,
+           count() AS failures,
+           countIf(status = 'failed') AS failed,
+           countIf(status = 'undelivered') AS undelivered,
+           round(100 * failures / sum(failures) OVER (), 2) AS share_pct
+    FROM (
+        SELECT 'sms' AS kind, status, final_error_code AS error_code
+        FROM ({messages_sql()}) WHERE status IN ('failed', 'undelivered')
+        UNION ALL
+        SELECT kind, status, final_error_code AS error_code
+        FROM ({calls_sql()}) WHERE status = 'failed'
+    )
+    GROUP BY kind, error_code
+    ORDER BY failures DESC, kind, error_code
+    LIMIT {{limit:UInt32}}
+"""
+
+# MOS over time, per call (its final AudioInMos), by when the call ended.
+MOS = f"""
+    SELECT toStartOfInterval(settled_at, toIntervalSecond({{bucket_s:UInt32}})) AS bucket_start,
+           count() AS calls,
+           round(avg(mos), 2) AS avg_mos,
+           min(mos) AS min_mos,
+           max(mos) AS max_mos,
+           countIf(mos < {{mos_floor:Float64}}) AS below_floor
+    FROM ({calls_sql()})
+    WHERE mos IS NOT NULL
+    GROUP BY bucket_start
+    ORDER BY bucket_start
+"""
+
+# An alert or window about a campaign or number has that scope (contract.alerts.scope_key).
+_SCOPE = """
+    ({campaign:String} = '' OR scope = concat('campaign:', {campaign:String}))
+    AND ({number:String} = '' OR scope = concat('number:', {number:String}))
+"""
+
+ALERTS = f"""
+    SELECT raised_at, type, scope, window_start, window_end, count, threshold, value, alert_id
+    FROM {{db}}.alerts FINAL
+    WHERE raised_at >= {{since:DateTime64(3, 'UTC')}} AND raised_at < {{until:DateTime64(3, 'UTC')}}
+      AND {_SCOPE}
+    ORDER BY raised_at DESC, alert_id
+    LIMIT {{limit:UInt32}}
+"""
+
+# The processors' windows that saw failures (metrics.delivery and metrics.calls).
+FAILURE_WINDOWS = f"""
+    SELECT window_start, window_end, kind, scope, window_s, failures, total,
+           round(100 * failures / nullIf(total, 0), 2) AS failure_pct
+    FROM (
+        SELECT window_start, window_end, 'sms' AS kind, scope, window_s,
+               undelivered + failed AS failures, delivered + undelivered + failed AS total
+        FROM {{db}}.delivery_windows FINAL
+        UNION ALL
+        SELECT window_start, window_end, 'calls' AS kind, scope, window_s,
+               failed AS failures, calls AS total
+        FROM {{db}}.call_windows FINAL
+    )
+    WHERE failures > 0
+      AND window_end > {{since:DateTime64(3, 'UTC')}}
+      AND window_start < {{until:DateTime64(3, 'UTC')}}
+      AND {_SCOPE}
+    ORDER BY window_start DESC, kind, scope, window_s
+    LIMIT {{limit:UInt32}}
+"""
+
+# The dashboard's headline figures and status funnel in one row.
+SUMMARY = f"""
+    SELECT m.messages, m.queued, m.sent, m.delivered, m.undelivered, m.failed, m.unconfirmed,
+           m.delivery_rate, c.calls, c.minutes, c.avg_mos, a.alerts
+    FROM (
+        SELECT count() AS messages,
+               countIf(bucket = 'queued') AS queued,
+               countIf(bucket = 'sent') AS sent,
+               countIf(bucket = 'delivered') AS delivered,
+               countIf(bucket = 'undelivered') AS undelivered,
+               countIf(bucket = 'failed') AS failed,
+               countIf(bucket = 'unconfirmed') AS unconfirmed,
+               round(delivered / nullIf(delivered + undelivered + failed, 0), 4) AS delivery_rate
+        FROM ({_CLASSIFIED})
+    ) AS m
+    CROSS JOIN (
+        SELECT count() AS calls,
+               round(sum(ifNull(duration_s, 0)) / 60, 2) AS minutes,
+               round(avg(mos), 2) AS avg_mos
+        FROM ({calls_sql()})
+    ) AS c
+    CROSS JOIN (
+        SELECT count() AS alerts
+        FROM {{db}}.alerts FINAL
+        WHERE raised_at >= {{since:DateTime64(3, 'UTC')}}
+          AND raised_at < {{until:DateTime64(3, 'UTC')}} AND {_SCOPE}
+    ) AS a
+"""
+
 REPORTS: dict[str, str] = {
     "delivery": DELIVERY,
+    "calls": CALLS,
+    "failures": FAILURES,
+    "mos": MOS,
+    "summary": SUMMARY,
+    "delivery-rate": DELIVERY_RATE,
+    "alerts": ALERTS,
+    "failure-windows": FAILURE_WINDOWS,
+}
+
+DESCRIPTIONS: dict[str, str] = {
+    "delivery": "per campaign: messages, delivered, undelivered, failed, unconfirmed, rate",
+    "calls": "per kind and campaign: calls by final status, minutes, average MOS",
+    "failures": "top error codes of failed messages and calls, with their meaning",
+    "mos": "MOS over time: calls, average, min, max, calls below the floor",
+    "summary": "one row: the status funnel, delivery rate, calls, minutes, MOS, alerts",
+    "delivery-rate": "delivery rate over time per campaign",
+    "alerts": "the latest alerts",
+    "failure-windows": "the processors' windows that saw failures",
 }
 
 
 def run_report(store: Store, name: str, filters: Filters) -> list[dict[str, Any]]:
     sql = REPORTS[name].replace("{db}", store.database)
-    return store.query_dicts(sql, filters.parameters())
+    return with_meanings(store.query_dicts(sql, filters.parameters()))
+
+
+def with_meanings(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Put each error code's meaning right after it, for people reading the report."""
+    if not rows or "error_code" not in rows[0]:
+        return rows
+    out = []
+    for row in rows:
+        new: dict[str, Any] = {}
+        for key, value in row.items():
+            new[key] = value
+            if key == "error_code":
+                new["meaning"] = meaning(value)
+        out.append(new)
+    return out

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, fields
+from typing import Any
 
 from contract.events import Event
-from sinks.clickhouse.schema import EVENT_STAGING, RECORD_TABLES, STAGING_COLUMNS, record_columns
+from sinks.clickhouse.schema import EVENT_STAGING, STAGING_COLUMNS
 from sinks.clickhouse.writer import Row, RowMapper
 
 _PREFIX = b'{"v":1,"kind":"'  # how Event.to_bytes starts
@@ -25,12 +26,11 @@ def event_rows(raw: bytes) -> Iterable[Row]:
     return (Row(EVENT_STAGING[event.kind].table, STAGING_COLUMNS, event.to_bytes()),)
 
 
-def record_rows(table: str) -> RowMapper:
+def record_rows(table: str, record: type[Any]) -> RowMapper:
     """The mapper of a topic of contract records (alerts, window figures): one record,
     one row in `table`, whose columns are the record's fields."""
-    record, _ = RECORD_TABLES[table]
-    columns = tuple(name for name, _ in record_columns(record))
-    parse = record.from_bytes  # type: ignore[attr-defined]
+    columns = tuple(f.name for f in fields(record))
+    parse = record.from_bytes
 
     def rows(raw: bytes) -> Iterator[Row]:
         yield Row(table, columns, asdict(parse(raw)))

@@ -24,10 +24,8 @@ import dataclasses
 import hashlib
 import logging
 
-from contract.alerts import Alert
 from contract.kinds import SPECS, CallbackKind, KindSpec, Param, ParamType
 from contract.statuses import UNKNOWN_RANK
-from contract.windows import CallWindow, DeliveryWindow
 from sinks.clickhouse.store import Store
 
 logger = logging.getLogger(__name__)
@@ -82,39 +80,6 @@ def event_table_ddl(store: Store, spec: KindSpec) -> str:
         f"ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(received_at) ORDER BY ({key})"
     )
 
-
-# Columns of the tables that hold a contract record (alerts, window figures): derived from
-# the record's fields, so a field added in `contract` becomes a column here by itself.
-# Epoch-second fields are these; every other float is a measure.
-_RECORD_TIMES = frozenset({"window_start", "window_end", "updated_at", "raised_at"})
-_RECORD_TYPES = {
-    "str": "String",
-    "AlertType": "LowCardinality(String)",
-    "int": "UInt64",
-    "float": "Float64",
-    "float | None": "Nullable(Float64)",
-}
-
-
-def record_columns(record: type) -> list[tuple[str, str]]:
-    return [
-        (f.name, "DateTime64(3, 'UTC')" if f.name in _RECORD_TIMES else _RECORD_TYPES[str(f.type)])
-        for f in dataclasses.fields(record)
-    ]
-
-
-RECORD_TABLES: dict[str, tuple[type, str]] = {
-    # table: (record, engine and key); see the BRIEF's shared shapes
-    "alerts": (Alert, "ReplacingMergeTree ORDER BY alert_id"),
-    "delivery_windows": (
-        DeliveryWindow,
-        "ReplacingMergeTree(updated_at) ORDER BY (scope, window_s, window_start)",
-    ),
-    "call_windows": (
-        CallWindow,
-        "ReplacingMergeTree(updated_at) ORDER BY (scope, window_s, window_start)",
-    ),
-}
 
 # The events topic's record (`contract.events.Event.to_bytes`) as ClickHouse reads it.
 STAGING_COLUMNS = ("received_at", "event_time", "campaign", "values", "tags", "extra")
@@ -173,18 +138,32 @@ TABLES: dict[str, str] = {
     "schema_migrations": """
         (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3))
         ENGINE = ReplacingMergeTree ORDER BY version""",
-    # One row per failed or undelivered message, enriched through the REST API. The
-    # version keeps the latest enrichment when a replay fetches a message again.
+    # The shapes every stage agreed on (BRIEF: shared shapes); the sinks write them.
+    "alerts": """
+        (alert_id String, type LowCardinality(String), scope String,
+         window_start DateTime64(3, 'UTC'), window_end DateTime64(3, 'UTC'),
+         count UInt64, threshold Float64, value Float64, raised_at DateTime64(3, 'UTC'))
+        ENGINE = ReplacingMergeTree ORDER BY alert_id""",
     "failed_messages": """
         (message_sid String, message_status LowCardinality(String),
          error_code Nullable(String), error_message Nullable(String),
-         date_sent Nullable(DateTime64(3, 'UTC')), `to` String, `from` String,
-         body Nullable(String), campaign LowCardinality(String),
-         received_at DateTime64(3, 'UTC'), enriched_at DateTime64(3, 'UTC'),
-         enrichment LowCardinality(String))
+         date_sent Nullable(DateTime64(3, 'UTC')),
+         `to` Nullable(String), `from` Nullable(String), body Nullable(String),
+         campaign LowCardinality(String), received_at DateTime64(3, 'UTC'),
+         enriched_at DateTime64(3, 'UTC'), enrichment LowCardinality(String))
         ENGINE = ReplacingMergeTree(enriched_at) ORDER BY message_sid""",
-    # One row per SMS sent (recording and transcription forwards, alerts): the
-    # dispatcher's memory of what it sent, read before every send.
+    "delivery_windows": """
+        (scope String, window_s UInt32, window_start DateTime64(3, 'UTC'),
+         window_end DateTime64(3, 'UTC'), sent UInt64, delivered UInt64, undelivered UInt64,
+         failed UInt64, unconfirmed UInt64, delivery_rate Nullable(Float64),
+         updated_at DateTime64(3, 'UTC'))
+        ENGINE = ReplacingMergeTree(updated_at) ORDER BY (scope, window_s, window_start)""",
+    "call_windows": """
+        (scope String, window_s UInt32, window_start DateTime64(3, 'UTC'),
+         window_end DateTime64(3, 'UTC'), calls UInt64, completed UInt64, failed UInt64,
+         busy UInt64, no_answer UInt64, canceled UInt64, duration_s UInt64, mos_count UInt64,
+         mos_sum Float64, mos_mean Nullable(Float64), updated_at DateTime64(3, 'UTC'))
+        ENGINE = ReplacingMergeTree(updated_at) ORDER BY (scope, window_s, window_start)""",
     "forwards": """
         (forward_id String, kind LowCardinality(String), `to` String, `from` String,
          body String, call_sid Nullable(String), state LowCardinality(String),
@@ -235,14 +214,6 @@ def migrate(store: Store) -> None:
         )
     for name, body in TABLES.items():
         store.command(f"CREATE TABLE IF NOT EXISTS {store.table(name)} {body}")
-    for name, (record, engine) in RECORD_TABLES.items():
-        columns = record_columns(record)
-        body = ", ".join(f"{quote(n)} {t}" for n, t in columns)
-        store.command(f"CREATE TABLE IF NOT EXISTS {store.table(name)} ({body}) ENGINE = {engine}")
-        for column, type_ in columns:
-            store.command(
-                f"ALTER TABLE {store.table(name)} ADD COLUMN IF NOT EXISTS {quote(column)} {type_}"
-            )
     for name, select in VIEWS.items():
         store.command(
             f"CREATE OR REPLACE VIEW {store.table(name)} AS {select.format(db=store.database)}"

@@ -1,0 +1,97 @@
+"""A bounded soak: the whole pipeline at a steady rate for a long time, by hand, not in CI.
+
+    python -m bench.soak --minutes 30 --rate 1000     # the recorded run
+    python -m bench.soak --minutes 2 --rate 300       # a quick check that it works
+
+It is the pipeline benchmark's steady part run long, in slices: each slice reports the
+sustained rate, row and alert latency, and the RSS of every stage, so a leak or a slow
+drift shows as a trend across slices rather than vanishing into one median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import fmt, machine_info, start_broker, write_results
+from bench.pipeline import Options, steady
+
+logger = logging.getLogger("bench.soak")
+
+STAGES = ("edge", "processors", "sink", "broker")
+
+
+def render(slices: list[dict[str, Any]], opts: argparse.Namespace) -> str:
+    lines = [
+        "## Soak",
+        "",
+        f"{opts.minutes:g} minutes at {opts.rate:g} callbacks/s, in slices of "
+        f"{opts.slice:g} minutes; each slice a fresh campaign on the same broker.",
+        "",
+        "| slice | sustained/s | row p99 ms | alert p99 ms | "
+        + " | ".join(f"{s} RSS MB" for s in STAGES)
+        + " |",
+        "| ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in STAGES) + " |",
+    ]
+    for i, s in enumerate(slices, 1):
+        rss = " | ".join(fmt(s.get(f"{st}_rss_mb_end")) for st in STAGES)
+        lines.append(
+            f"| {i} | {fmt(s['sustained_per_s'])} | {fmt(s['row_p99_ms'])} | "
+            f"{fmt(s['alert_p99_ms'])} | {rss} |"
+        )
+    lines += [
+        "",
+        f"Command: `python -m bench.soak --minutes {opts.minutes:g} "
+        f"--rate {opts.rate:g} --slice {opts.slice:g}`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    p = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.split("\n")[0])
+    p.add_argument("--minutes", type=float, default=30, help="total length of the soak")
+    p.add_argument("--rate", type=float, default=1_000, help="callbacks/s")
+    p.add_argument("--slice", type=float, default=5, help="minutes per reported slice")
+    p.add_argument("--log-level", default="WARNING", help="SWITCHBOARD_LOG_LEVEL of the stages")
+    opts = p.parse_args(argv)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-soak-"))
+    broker = start_broker(workdir)
+    slices: list[dict[str, Any]] = []
+    try:
+        deadline = time.monotonic() + 60 * opts.minutes
+        while time.monotonic() < deadline:
+            run = Options(
+                rate=opts.rate,
+                duration_s=60 * opts.slice,
+                workdir=workdir,
+                log_level=opts.log_level,
+                runs=1,
+            )
+            slices.append(steady(broker, run, seed=len(slices) + 1))
+            logger.info(
+                "slice %d: %s",
+                len(slices),
+                {k: slices[-1][k] for k in ("sustained_per_s", "row_p99_ms", "rss_growth_pct_max")},
+            )
+    finally:
+        broker.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    figures: dict[str, float] = {
+        "slices": len(slices),
+        "rate_per_s": opts.rate,
+        "sustained_per_s_min": min(s["sustained_per_s"] for s in slices),
+        "row_p99_ms_max": max(s["row_p99_ms"] or 0 for s in slices),
+        "rss_growth_pct_max": max(s["rss_growth_pct_max"] or 0 for s in slices),
+    }
+    write_results("soak", figures, render(slices, opts), machine=machine_info(), config=vars(opts))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Each report against the known campaign of tests/scenario.py, with exact numbers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from sinks.clickhouse.reports import REPORTS, Filters, run_report
+from sinks.clickhouse.store import Store
+from tests import scenario
+
+
+@pytest.fixture
+def base(store: Store) -> float:
+    base = scenario.minute_base()
+    scenario.insert_campaign(store, base)
+    return base
+
+
+def _at(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None)
+
+
+def test_delivery_counts_each_message_once_by_its_final_state(store: Store, base: float) -> None:
+    rows = run_report(store, "delivery", Filters())
+    assert rows == [
+        {
+            "campaign": "fall-promo",
+            "messages": 3,
+            "delivered": 1,
+            "undelivered": 1,
+            "failed": 1,
+            "unconfirmed": 0,
+            "pending": 0,
+            "delivery_rate": 0.3333,
+        },
+        {
+            "campaign": "spring-sale",
+            "messages": 10,
+            "delivered": 3,
+            "undelivered": 2,
+            "failed": 1,
+            "unconfirmed": 2,
+            "pending": 2,
+            "delivery_rate": 0.5,
+        },
+    ]
+
+
+def test_delivery_filters_by_campaign_number_and_time(store: Store, base: float) -> None:
+    [fall] = run_report(store, "delivery", Filters(campaign="fall-promo"))
+    assert (fall["campaign"], fall["messages"]) == ("fall-promo", 3)
+
+    [one] = run_report(store, "delivery", Filters(number=scenario.to_number("SM003")))
+    assert (one["messages"], one["undelivered"], one["delivery_rate"]) == (1, 1, 0.0)
+
+    # From minute 1 on: SM005, SM008, SM010 of spring-sale; SM101, SM103 of fall-promo.
+    since = datetime.fromtimestamp(base + 60, UTC)  # aware times are converted to UTC
+    late = {r["campaign"]: r for r in run_report(store, "delivery", Filters(since=since))}
+    assert late["spring-sale"]["messages"] == 3
+    assert late["spring-sale"]["delivered"] == 1
+    assert late["spring-sale"]["undelivered"] == 1
+    assert late["spring-sale"]["pending"] == 1
+    assert (late["fall-promo"]["messages"], late["fall-promo"]["delivery_rate"]) == (2, 0.5)
+
+    assert run_report(store, "delivery", Filters(until=_at(base - 7300))) == []
+
+
+def test_summary_is_the_status_funnel_and_headline_figures(store: Store, base: float) -> None:
+    assert run_report(store, "summary", Filters()) == [
+        {
+            "messages": 13,
+            "queued": 1,
+            "sent": 1,
+            "delivered": 4,
+            "undelivered": 3,
+            "failed": 2,
+            "unconfirmed": 2,
+            "delivery_rate": 0.4444,
+            "calls": 10,
+            "minutes": 5.0,
+            "avg_mos": 3.5,
+            "alerts": 2,
+        }
+    ]
+    [spring] = run_report(store, "summary", Filters(campaign="spring-sale"))
+    assert (spring["messages"], spring["alerts"], spring["calls"]) == (10, 1, 0)
+
+
+def test_delivery_rate_over_time_per_campaign(store: Store, base: float) -> None:
+    rows = run_report(store, "delivery-rate", Filters(bucket_s=60))
+    m0, m1 = _at(base), _at(base + 60)
+    assert rows == [
+        {"bucket_start": m0, "campaign": "fall-promo", "delivered": 0, "undelivered": 0,
+         "failed": 1, "delivery_rate": 0.0},
+        {"bucket_start": m0, "campaign": "spring-sale", "delivered": 2, "undelivered": 1,
+         "failed": 1, "delivery_rate": 0.5},
+        {"bucket_start": m1, "campaign": "fall-promo", "delivered": 1, "undelivered": 1,
+         "failed": 0, "delivery_rate": 0.5},
+        {"bucket_start": m1, "campaign": "spring-sale", "delivered": 1, "undelivered": 1,
+         "failed": 0, "delivery_rate": 0.5},
+    ]  # fmt: skip
+
+
+def test_calls_report_has_totals_minutes_and_mos(store: Store, base: float) -> None:
+    rows = run_report(store, "calls", Filters())
+    assert rows == [
+        {"kind": "inbound-call", "campaign": "", "calls": 3, "completed": 2, "failed": 1,
+         "busy": 0, "no_answer": 0, "canceled": 0, "in_progress": 0, "minutes": 2.0,
+         "mos_calls": 2, "avg_mos": 3.25},
+        {"kind": "voice", "campaign": "", "calls": 7, "completed": 2, "failed": 2,
+         "busy": 1, "no_answer": 1, "canceled": 0, "in_progress": 1, "minutes": 3.0,
+         "mos_calls": 2, "avg_mos": 3.75},
+    ]  # fmt: skip
+    [inbound] = run_report(store, "calls", Filters(number=scenario.to_number("CA102")))
+    assert (inbound["calls"], inbound["minutes"], inbound["avg_mos"]) == (1, 1.5, 2.5)
+
+
+def test_failures_are_top_error_codes_with_their_meaning(store: Store, base: float) -> None:
+    rows = run_report(store, "failures", Filters())
+    assert [(r["kind"], r["error_code"], r["meaning"], r["failures"]) for r in rows] == [
+        ("sms", "30003", "unreachable handset", 2),
+        ("inbound-call", "", "", 1),
+        ("sms", "21610", "recipient opted out", 1),
+        ("sms", "30006", "landline or unreachable carrier", 1),
+        ("sms", "30007", "carrier filtered", 1),
+        ("voice", "", "", 1),
+        ("voice", "13224", "invalid dial number", 1),
+    ]
+    assert rows[0] == {
+        "kind": "sms",
+        "error_code": "30003",
+        "meaning": "unreachable handset",
+        "failures": 2,
+        "failed": 0,
+        "undelivered": 2,
+        "share_pct": 25.0,
+    }
+    assert [r["error_code"] for r in run_report(store, "failures", Filters(limit=1))] == ["30003"]
+
+
+def test_mos_over_time(store: Store, base: float) -> None:
+    rows = run_report(store, "mos", Filters(bucket_s=60))
+    assert rows == [
+        {"bucket_start": _at(base), "calls": 1, "avg_mos": 4.0, "min_mos": 4.0,
+         "max_mos": 4.0, "below_floor": 0},
+        {"bucket_start": _at(base + 60), "calls": 3, "avg_mos": 3.33, "min_mos": 2.5,
+         "max_mos": 4.5, "below_floor": 2},
+    ]  # fmt: skip
+
+
+def test_alerts_and_failure_windows(store: Store, base: float) -> None:
+    alerts = run_report(store, "alerts", Filters())
+    assert [(a["type"], a["scope"], a["count"]) for a in alerts] == [
+        ("low_mos", f"account:{scenario.ACCOUNT}", 4),
+        ("sms_failures", "campaign:spring-sale", 3),
+    ]
+    assert alerts[0]["raised_at"] == _at(base + 90)
+    [spring] = run_report(store, "alerts", Filters(campaign="spring-sale"))
+    assert spring["type"] == "sms_failures"
+
+    windows = run_report(store, "failure-windows", Filters())
+    figures = [
+        (w["kind"], w["scope"], w["failures"], w["total"], w["failure_pct"]) for w in windows
+    ]
+    assert figures == [
+        ("calls", f"account:{scenario.ACCOUNT}", 2, 6, 33.33),
+        ("sms", "campaign:spring-sale", 2, 4, 50.0),
+    ]  # fmt: skip
+
+
+def test_a_replayed_campaign_counts_once(store: Store, base: float) -> None:
+    before = {name: run_report(store, name, Filters()) for name in REPORTS}
+    scenario.insert_campaign(store, base)  # every callback, alert and window again
+    after = {name: run_report(store, name, Filters()) for name in REPORTS}
+    assert after == before
+
+
+def test_filters_are_parameters_not_sql(store: Store, base: float) -> None:
+    hostile = "x' OR 1=1 --"
+    assert run_report(store, "delivery", Filters(campaign=hostile)) == []
+    assert run_report(store, "alerts", Filters(number=hostile)) == []
