@@ -75,11 +75,6 @@ class Settings(BaseSettings):
     api_port: int = Field(8081, ge=0, le=65535)
     api_token: SecretStr | None = None
     exports_dir: Path | None = None
-    sink_event_writers: int = Field(
-        2,
-        ge=1,
-        description="event writers (one consumer group): one consumes while another inserts",
-    )
     sink_session_timeout_ms: int = Field(
         45_000,
         ge=6_000,

@@ -61,13 +61,8 @@ def workers(settings: Settings, store: Store, producer: Producer) -> list[Worker
             mapper=mapper,
         )
 
-    # Several event writers in one group: while one inserts (chDB works without the GIL),
-    # another consumes and batches, so the inserts are back to back.
-    events = [
-        writer("events", Topic.EVENTS, event_rows) for _ in range(settings.sink_event_writers)
-    ]
     return [
-        *events,
+        writer("events", Topic.EVENTS, event_rows),
         writer(
             "delivery-windows",
             Topic.METRICS_DELIVERY,
