@@ -7,7 +7,6 @@ the provider's conventional names.
 
 from __future__ import annotations
 
-from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -89,6 +88,27 @@ class Settings(BaseSettings):
     api_port: int = Field(8081, ge=0, le=65535)
     api_token: SecretStr | None = None
     exports_dir: Path | None = None
+    sink_session_timeout_ms: int = Field(
+        45_000,
+        ge=6_000,
+        description="how soon the group gives a dead sink's partitions to another consumer",
+    )
+    enrich_concurrency: int = Field(
+        4, ge=1, description="SignalWire message fetches in flight for failure enrichment"
+    )
+    rest_max_attempts: int = Field(
+        8, ge=1, description="tries of one SignalWire REST call on 429, 5xx or no answer"
+    )
+    rest_retry_base_s: float = Field(
+        0.5, gt=0, description="first backoff between tries; doubles, capped by sink_retry_max_s"
+    )
+    alert_report_wait_s: float = Field(
+        30.0, ge=0, description="how long an alert's CSV waits for ClickHouse to hold its count"
+    )
+    alert_template: str = (
+        "Switchboard alert: {type} for {scope}: {value:g} (threshold {threshold:g}) "
+        "between {window_start} and {window_end} UTC. Report: {report}"
+    )
 
     # --- SignalWire (provider's own variable names) ---
     signalwire_project_id: str | None = Field(
@@ -122,7 +142,7 @@ class Settings(BaseSettings):
             return tuple(int(part) for part in value.split(",") if part.strip())
         return value
 
-    @cached_property
+    @property  # not cached: `model_copy(update={"clickhouse_url": ...})` must see the new URL
     def clickhouse_dsn(self) -> str:
         if self.clickhouse_url:
             return self.clickhouse_url

@@ -9,23 +9,71 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
+from collections.abc import Callable
 from types import FrameType
+from typing import Protocol
 
 import uvicorn
+from confluent_kafka import Producer
 from prometheus_client import start_http_server
 
-from contract.kafka import ensure_topics, wait_for_kafka
+from contract.alerts import Alert
+from contract.kafka import ensure_topics, producer_config, wait_for_kafka
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
+from contract.windows import CallWindow, DeliveryWindow
+from sinks.alerts import alerts_loop
 from sinks.api.app import create_api
 from sinks.api.auth import resolve_token, token_file
 from sinks.clickhouse.reports import Filters
-from sinks.clickhouse.rows import event_rows
+from sinks.clickhouse.rows import event_rows, record_rows
 from sinks.clickhouse.schema import migrate
 from sinks.clickhouse.store import Store
-from sinks.clickhouse.writer import BatchWriter
+from sinks.clickhouse.writer import BatchWriter, RowMapper
+from sinks.signalwire.enrich import Enricher
+from sinks.signalwire.forwards import forwards_loop
 
 logger = logging.getLogger(__name__)
+
+
+class Worker(Protocol):
+    name: str
+
+    def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def workers(settings: Settings, store: Store, producer: Producer) -> list[Worker]:
+    """Every consumer of the sink process, each on its own thread and consumer group,
+    all sharing the one Store: the ClickHouse writers, failure enrichment, the SMS
+    forwards and the alert dispatch."""
+    group = f"{settings.topic_prefix}switchboard-sink"
+
+    def writer(name: str, topic: Topic, mapper: RowMapper) -> BatchWriter:
+        return BatchWriter(
+            settings,
+            store,
+            group=f"{group}-{name}",
+            name=name,
+            topics=[topic_name(topic, settings.topic_prefix)],
+            mapper=mapper,
+        )
+
+    return [
+        writer("events", Topic.EVENTS, event_rows),
+        writer(
+            "delivery-windows",
+            Topic.METRICS_DELIVERY,
+            record_rows("delivery_windows", DeliveryWindow),
+        ),
+        writer("call-windows", Topic.METRICS_CALLS, record_rows("call_windows", CallWindow)),
+        writer("alerts", Topic.ALERTS, record_rows("alerts", Alert)),
+        Enricher(settings, store, group=f"{group}-enrich"),
+        forwards_loop(settings, store, producer, group=f"{group}-forwards"),
+        alerts_loop(settings, store, producer, group=f"{group}-alert-dispatch"),
+    ]
 
 
 def run(settings: Settings, metrics_port: int | None = None) -> None:
@@ -35,37 +83,54 @@ def run(settings: Settings, metrics_port: int | None = None) -> None:
     migrate(store)
     if metrics_port:
         start_http_server(metrics_port, addr="127.0.0.1")
-    group = f"{settings.topic_prefix}switchboard-sink"
-    writers = [
-        BatchWriter(
-            settings,
-            store,
-            group=f"{group}-events",
-            name="events",
-            topics=[topic_name(Topic.EVENTS, settings.topic_prefix)],
-            mapper=event_rows,
-        ),
-    ]
-    threads = [threading.Thread(target=w.run, name=f"writer-{w.name}") for w in writers]
+    producer = Producer(producer_config(settings))  # dead-letter records
+    writers = workers(settings, store, producer)
     api = _api_server(settings, store)
-    threads.append(threading.Thread(target=api.run, name="query-api"))
+    stopping = threading.Event()
 
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        logger.info("sink received %s: finishing batches", signal.Signals(signum).name)
+    def stop(reason: str) -> None:
+        if not stopping.is_set():
+            logger.info("sink stopping (%s): finishing batches", reason)
+        stopping.set()
         for w in writers:
             w.stop()
         api.should_exit = True
 
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop(f"received {signal.Signals(signum).name}")
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    threads = [threading.Thread(target=_logged(w), name=f"sink-{w.name}") for w in writers]
+    threads.append(threading.Thread(target=api.run, name="query-api"))
     for t in threads:
         t.start()
     logger.info("sink running: ClickHouse %s, database %s", store.dsn, store.database)
-    for t in threads:
-        while t.is_alive():
-            t.join(0.5)
+    failed = False
+    while any(t.is_alive() for t in threads):
+        # A worker that ends on its own leaves its topic unread: stop the whole sink, so
+        # that the exit code tells a supervisor to restart it.
+        dead = [t.name for t in threads if not t.is_alive()]
+        if dead and not stopping.is_set():
+            failed = True
+            logger.error("sink worker %s stopped unexpectedly", ", ".join(dead))
+            stop("a worker stopped")
+        time.sleep(0.5)
+    producer.flush(10)
     store.close()
     logger.info("sink stopped")
+    if failed:
+        raise SystemExit(1)
+
+
+def _logged(worker: Worker) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            worker.run()
+        except Exception:
+            logger.exception("sink worker %s crashed", worker.name)
+
+    return run
 
 
 def _api_server(settings: Settings, store: Store) -> uvicorn.Server:

@@ -66,10 +66,18 @@ def settings_env(settings: Settings) -> dict[str, str]:
 class Stage:
     """One `switchboard <stage>` child process, its output kept in a log file."""
 
-    def __init__(self, name: str, settings: Settings, log_dir: Path, *args: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        log_dir: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.settings = settings
         self.args = args
+        self.env = env or {}  # on top of the settings, e.g. SWITCHBOARD_FAULT
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -77,7 +85,7 @@ class Stage:
         with open(self.log_path, "ab") as log:  # the child keeps its own fd
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "switchboard", self.name, *self.args],
-                env=settings_env(self.settings),
+                env=settings_env(self.settings) | self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=ROOT,
@@ -269,3 +277,75 @@ def warm_idempotence(settings: Settings, timeout: float = 60.0) -> None:
     producer.produce("switchboard-tests-warmup", b"warm")
     if producer.flush(timeout) != 0:
         raise AssertionError(f"no idempotent producer id within {timeout:.0f} s")
+
+
+def produce(settings: Settings, topic: Topic, records: list[tuple[str | None, bytes]]) -> None:
+    """Produce (key, value) records and wait for Kafka's acknowledgement of each."""
+    from contract.kafka import producer_config
+
+    producer = Producer(producer_config(settings))
+    failures: list[Any] = []
+    name = topic_name(topic, settings.topic_prefix)
+    for key, value in records:
+        producer.produce(
+            name,
+            key=key.encode() if key else None,
+            value=value,
+            on_delivery=lambda err, _m: failures.append(err) if err else None,
+        )
+        producer.poll(0)
+    left = producer.flush(30)
+    assert left == 0 and not failures, f"produce to {name}: {left} unacknowledged, {failures}"
+
+
+def committed(settings: Settings, group: str, topic: Topic) -> dict[int, int]:
+    """The group's committed offset per partition of `topic` (negative: none)."""
+    name = topic_name(topic, settings.topic_prefix)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": group,
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
+        for attempt in range(20):
+            try:
+                found = consumer.committed(
+                    [TopicPartition(name, p) for p in partitions], timeout=10
+                )
+                return {tp.partition: tp.offset for tp in found}
+            except KafkaException:  # the group coordinator is still loading: retry
+                if attempt == 19:
+                    raise
+                time.sleep(0.5)
+        raise AssertionError("unreachable")
+    finally:
+        consumer.close()
+
+
+def committed_total(settings: Settings, group: str, topic: Topic) -> int:
+    """Records of `topic` the group has committed past, over all partitions."""
+    return sum(max(0, offset) for offset in committed(settings, group, topic).values())
+
+
+class Running:
+    """Sink workers (anything with run/stop) on threads, stopped and joined on exit."""
+
+    def __init__(self, *workers: Any) -> None:
+        self.workers = workers
+        self.threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
+
+    def __enter__(self) -> Running:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for w in self.workers:
+            w.stop()
+        for t in self.threads:
+            t.join(60)
+        alive = [w.name for w, t in zip(self.workers, self.threads, strict=True) if t.is_alive()]
+        assert not alive, f"workers did not stop within 60 s: {alive}"

@@ -32,9 +32,9 @@ from typing import Any
 
 from contract.alerts import Alert, AlertType, make_alert_id, scope_key
 from contract.events import Event
-from contract.kinds import SPECS, CallbackKind
-from sinks.clickhouse.rows import event_row
-from sinks.clickhouse.schema import event_columns
+from contract.kinds import CallbackKind
+from sinks.clickhouse.rows import event_rows
+from sinks.clickhouse.schema import STAGING_COLUMNS
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.writer import json_rows
 
@@ -167,13 +167,14 @@ def alerts(base: float) -> list[Alert]:
 
 
 def insert_events(store: Store, batch: list[Event]) -> None:
-    by_table: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    """Through the writer's own mapping: each kind's staging table, whose view fills the
+    event table."""
+    by_table: dict[str, list[dict[str, Any] | bytes]] = defaultdict(list)
     for event in batch:
-        by_table[event.kind.spec.table].append(event_row(event))
-    for spec in SPECS.values():
-        rows = by_table.get(spec.table)
-        if rows:
-            store.insert_json(spec.table, [n for n, _ in event_columns(spec)], json_rows(rows))
+        for row in event_rows(event.to_bytes()):
+            by_table[row.table].append(row.values)
+    for table, rows in by_table.items():
+        store.insert_json(table, STAGING_COLUMNS, json_rows(rows))
 
 
 def insert_alerts(store: Store, batch: list[Alert]) -> None:

@@ -1,34 +1,38 @@
-"""Normalized events to ClickHouse rows (JSONEachRow), a pure mapping."""
+"""Kafka records to ClickHouse rows (JSONEachRow): pure mappings, one per topic."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, fields
 from typing import Any
 
 from contract.events import Event
-from contract.kinds import SPECS
-from contract.statuses import UNKNOWN_RANK
-from sinks.clickhouse.schema import event_columns
-from sinks.clickhouse.writer import Row
+from sinks.clickhouse.schema import EVENT_STAGING, STAGING_COLUMNS
+from sinks.clickhouse.writer import Row, RowMapper
 
-_EVENT_COLUMNS = {kind: tuple(n for n, _ in event_columns(spec)) for kind, spec in SPECS.items()}
-
-
-def event_row(event: Event) -> dict[str, Any]:
-    spec = event.kind.spec
-    row = dict(event.values)
-    if spec.status_column and row.get(spec.status_column) is None:
-        row[spec.status_column] = ""
-    row["status_rank"] = spec.ranks.get(event.status or "", UNKNOWN_RANK)
-    row["campaign"] = event.campaign
-    row["received_at"] = event.received_at
-    row["event_time"] = event.event_time
-    row["tags"] = event.tags
-    row["extra"] = event.extra
-    return row
+_PREFIX = b'{"v":1,"kind":"'  # how Event.to_bytes starts
+_STAGING_BY_KIND = {kind.value.encode(): staging.table for kind, staging in EVENT_STAGING.items()}
 
 
-def event_rows(raw: bytes) -> Iterator[Row]:
-    """The events topic's mapper: one record, one row in its kind's table."""
-    event = Event.from_bytes(raw)
-    yield Row(event.kind.spec.table, _EVENT_COLUMNS[event.kind], event_row(event))
+def event_rows(raw: bytes) -> Iterable[Row]:
+    """The events topic's mapper: the record as it is, to its kind's staging table,
+    where ClickHouse parses it (see `schema`). Only the kind is read here, from the
+    record's first bytes; a record laid out otherwise is parsed and re-serialized."""
+    if raw.startswith(_PREFIX):
+        table = _STAGING_BY_KIND.get(raw[len(_PREFIX) : raw.find(b'"', len(_PREFIX))])
+        if table is not None:
+            return (Row(table, STAGING_COLUMNS, raw),)
+    event = Event.from_bytes(raw)  # BadCallback if unreadable
+    return (Row(EVENT_STAGING[event.kind].table, STAGING_COLUMNS, event.to_bytes()),)
+
+
+def record_rows(table: str, record: type[Any]) -> RowMapper:
+    """The mapper of a topic of contract records (alerts, window figures): one record,
+    one row in `table`, whose columns are the record's fields."""
+    columns = tuple(f.name for f in fields(record))
+    parse = record.from_bytes
+
+    def rows(raw: bytes) -> Iterator[Row]:
+        yield Row(table, columns, asdict(parse(raw)))
+
+    return rows

@@ -7,13 +7,25 @@ once and recorded in `schema_migrations`.
 
 Every table is a ReplacingMergeTree ordered by the natural de-duplication key,
 so a re-delivered or replayed event is one row in `FINAL` query results.
+
+Events reach their tables through a staging table per kind (`<table>_in_<hash>`,
+engine Null: it keeps nothing) and a materialized view from it into the event table:
+the writer inserts the events topic's records as they are, and ClickHouse parses them
+and computes the status rank, about three times faster than Python could. The hash
+names the staging shape, so a changed shape is a new staging table and view beside
+the old ones, never a view dropped and re-created under a running writer. A view
+that only routes rows (no aggregation) adds no duplicates: the target table's keys
+still collapse them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 
-from contract.kinds import SPECS, KindSpec, Param, ParamType
+from contract.kinds import SPECS, CallbackKind, KindSpec, Param, ParamType
+from contract.statuses import UNKNOWN_RANK
 from sinks.clickhouse.store import Store
 
 logger = logging.getLogger(__name__)
@@ -69,6 +81,59 @@ def event_table_ddl(store: Store, spec: KindSpec) -> str:
     )
 
 
+# The events topic's record (`contract.events.Event.to_bytes`) as ClickHouse reads it.
+STAGING_COLUMNS = ("received_at", "event_time", "campaign", "values", "tags", "extra")
+_STAGING_TYPES = {
+    ParamType.TEXT: "Nullable(String)",
+    ParamType.INT: "Nullable(Int64)",
+    ParamType.FLOAT: "Nullable(Float64)",
+    ParamType.TIMESTAMP: "Nullable(Float64)",  # epoch seconds in the event
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventStaging:
+    table: str  # where the writer inserts a kind's events
+    view: str  # from `table` into the kind's event table
+    columns: str  # DDL
+    select: str  # the view's query; `{db}` for the database
+
+
+def _event_staging(spec: KindSpec) -> EventStaging:
+    values = ", ".join(f"{quote(p.column)} {_STAGING_TYPES[p.type]}" for p in spec.params)
+    columns = (
+        "received_at Float64, event_time Float64, campaign String, "
+        f"`values` Tuple({values}), tags Map(String, String), extra Map(String, String)"
+    )
+    exprs = []
+    for p in spec.params:
+        value = f"tupleElement(`values`, '{p.column}')"
+        if p.name in (spec.sid_param, spec.status_param):
+            value = f"ifNull({value}, '')"
+        elif p.type is ParamType.TIMESTAMP:
+            value = f"toDateTime64({value}, 3, 'UTC')"
+        exprs.append(f"{value} AS {quote(p.column)}")
+    status = f"ifNull(tupleElement(`values`, '{spec.status_column}'), '')"
+    names = ", ".join(f"'{name}'" for name in spec.ranks)
+    ranks = ", ".join(str(rank) for rank in spec.ranks.values())
+    exprs += [
+        f"toInt8(transform({status}, [{names}], [{ranks}], {UNKNOWN_RANK})) AS status_rank",
+        "campaign",
+        "toDateTime64(received_at, 3, 'UTC') AS received_at",
+        "toDateTime64(event_time, 3, 'UTC') AS event_time",
+        "tags",
+        "extra",
+    ]
+    digest = hashlib.sha256(f"{columns}|{exprs}".encode()).hexdigest()[:10]
+    table = f"{spec.table}_in_{digest}"
+    select = f"SELECT {', '.join(exprs)} FROM {{db}}.{table}"
+    return EventStaging(table, f"{spec.table}_mv_{digest}", columns, select)
+
+
+EVENT_STAGING: dict[CallbackKind, EventStaging] = {
+    kind: _event_staging(spec) for kind, spec in SPECS.items()
+}
+
 TABLES: dict[str, str] = {
     "schema_migrations": """
         (version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3))
@@ -107,6 +172,27 @@ TABLES: dict[str, str] = {
         ENGINE = ReplacingMergeTree(updated_at) ORDER BY forward_id""",
 }
 
+# Per-minute figures by campaign and number (and account), from the window tables the
+# processors publish: those already hold one row per scope and window, counted once per
+# message by the processors' per-SID state. A materialized view on the raw event tables
+# would count a re-delivered callback twice (it sees inserts, not the deduplicated
+# table), so these read the window tables `FINAL` instead. Plain views hold no data,
+# so they are replaced at every start and follow the window tables' columns.
+_SCOPE = """splitByChar(':', scope)[1] AS scope_type,
+       substring(scope, position(scope, ':') + 1) AS scope_value"""
+VIEWS: dict[str, str] = {
+    "delivery_by_minute": f"""
+        SELECT window_start AS minute, {_SCOPE},
+               sent, delivered, undelivered, failed, unconfirmed, delivery_rate
+        FROM {{db}}.delivery_windows FINAL
+        WHERE window_s = 60""",
+    "mos_by_minute": f"""
+        SELECT window_start AS minute, {_SCOPE},
+               calls, completed, failed, duration_s, mos_count, mos_sum, mos_mean
+        FROM {{db}}.call_windows FINAL
+        WHERE window_s = 60""",
+}
+
 # (version, name, statements) — append only; `{db}` is the database name.
 MIGRATIONS: list[tuple[int, str, list[str]]] = []
 
@@ -117,8 +203,21 @@ def migrate(store: Store) -> None:
         table = store.table(spec.table)
         for name, type_ in event_columns(spec):
             store.command(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {quote(name)} {type_}")
+        staging = EVENT_STAGING[spec.kind]
+        store.command(
+            f"CREATE TABLE IF NOT EXISTS {store.table(staging.table)} ({staging.columns}) "
+            "ENGINE = Null"
+        )
+        store.command(
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {store.table(staging.view)} TO {table} "
+            f"AS {staging.select.format(db=store.database)}"
+        )
     for name, body in TABLES.items():
         store.command(f"CREATE TABLE IF NOT EXISTS {store.table(name)} {body}")
+    for name, select in VIEWS.items():
+        store.command(
+            f"CREATE OR REPLACE VIEW {store.table(name)} AS {select.format(db=store.database)}"
+        )
     applied = {
         row[0] for row in store.query(f"SELECT version FROM {store.table('schema_migrations')}")
     }

@@ -31,11 +31,28 @@ def _redact(dsn: str) -> str:
 
 
 class Store:
-    def __init__(self, client: Client, database: str, dsn: str) -> None:
-        self._client = client
+    def __init__(self, client: Client | None, database: str, dsn: str) -> None:
+        self._client_ = client
         self.database = database
         self.dsn = _redact(dsn)
+        self._raw_dsn = dsn
         self._lock = threading.Lock()
+
+    @property
+    def _client(self) -> Client:
+        """The client, made on first use when the store was opened `deferred`."""
+        if self._client_ is None:
+            client = clickhouse_connect.get_client(dsn=self._raw_dsn)
+            client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+            self._client_ = client
+        return self._client_
+
+    @classmethod
+    def deferred(cls, settings: Settings) -> Store:
+        """No start-up check: the connection is made by the first call, and again by the
+        next one if that failed. For a writer that must keep its place in Kafka through a
+        ClickHouse outage at start instead of exiting (it retries its inserts)."""
+        return cls(None, settings.clickhouse_database, settings.clickhouse_dsn)
 
     @classmethod
     def connect(cls, settings: Settings, *, attempts: int = 10, delay_s: float = 1.0) -> Store:
@@ -86,7 +103,8 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
-            self._client.close()
+            if self._client_ is not None:
+                self._client_.close()
 
 
 __all__ = ["ClickHouseError", "Store"]

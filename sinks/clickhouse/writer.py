@@ -5,11 +5,17 @@ succeeded; on a ClickHouse error the batch is retried with backoff while the
 consumer is paused (it keeps polling, so the group does not evict it). A crash
 between insert and commit re-delivers the batch, and the ReplacingMergeTree
 keys make the second copy invisible in FINAL queries.
+
+Stopped (SIGTERM) or revoked while ClickHouse is down, the writer drops the rows
+it holds without committing them: they are read again from the committed offset
+(by the next owner of the partition, or by us after the eager re-assignment that
+librdkafka's default assignors do).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import defaultdict
@@ -21,9 +27,10 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, Message
 from prometheus_client import Counter, Histogram
 
-from contract.kafka import consumer_config
 from contract.settings import Settings
+from sinks import faults
 from sinks.clickhouse.store import Store
+from sinks.consuming import paused_wait, sink_consumer
 
 logger = logging.getLogger(__name__)
 
@@ -38,17 +45,31 @@ INSERT_ERRORS = Counter("switchboard_sink_insert_errors_total", "Failed batch in
 BAD_RECORDS = Counter(
     "switchboard_sink_bad_records_total", "Records that could not be read", ["topic"]
 )
+BAD_ROWS = Counter(
+    "switchboard_sink_bad_rows_total", "Rows ClickHouse could not read, dropped", ["table"]
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Row:
     table: str
     columns: tuple[str, ...]
-    values: dict[str, Any]
+    values: dict[str, Any] | bytes  # bytes: already one JSON object
 
 
-def json_rows(rows: list[dict[str, Any]]) -> bytes:
-    return b"\n".join(orjson.dumps(r) for r in rows)
+def json_rows(rows: list[dict[str, Any] | bytes]) -> bytes:
+    return b"\n".join(r if isinstance(r, bytes) else orjson.dumps(r) for r in rows)
+
+
+# ClickHouse's codes for input it cannot read (CANNOT_PARSE_*, TYPE_MISMATCH, ...): the
+# rows are at fault, not the store, and retrying the same batch would fail forever.
+_UNREADABLE = frozenset({6, 26, 27, 32, 33, 38, 41, 53, 69, 70, 72, 117, 321})
+_CODE = re.compile(r"Code: (\d+)\.")
+
+
+def unreadable(exc: Exception) -> bool:
+    found = _CODE.search(str(exc))
+    return found is not None and int(found.group(1)) in _UNREADABLE
 
 
 # Turns one Kafka record into rows; raises ValueError-like errors for bad records.
@@ -73,11 +94,13 @@ class BatchWriter:
         self.mapper = mapper
         self.name = name
         self.topics = topics
-        self._consumer = Consumer(consumer_config(settings, group))
+        self._consumer = sink_consumer(settings, group)
         self._stop = threading.Event()
-        self._batch: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._batch: dict[str, list[dict[str, Any] | bytes]] = defaultdict(list)
         self._columns: dict[str, tuple[str, ...]] = {}
         self._pending = 0
+        self._flushing = False
+        self._revoked = False
 
     def stop(self) -> None:
         self._stop.set()
@@ -128,14 +151,23 @@ class BatchWriter:
             self._columns[row.table] = row.columns
             self._pending += 1
 
-    def _flush(self) -> None:
+    def _flush(self) -> bool:
+        """Insert every held row, then commit. False if it gave up during an outage
+        (stopping or revoked): the rows are dropped uncommitted, to be read again."""
+        self._flushing = True
+        try:
+            return self._write_and_commit()
+        finally:
+            self._flushing = False
+            self._revoked = False
+
+    def _write_and_commit(self) -> bool:
         backoff = 0.2
         for table, rows in list(self._batch.items()):
-            payload = json_rows(rows)
             while True:
                 started = time.perf_counter()
                 try:
-                    self.store.insert_json(table, self._columns[table], payload)
+                    self._insert(table, rows)
                     break
                 except Exception as exc:  # noqa: BLE001 - retried until it works or we stop
                     INSERT_ERRORS.labels(table).inc()
@@ -147,24 +179,57 @@ class BatchWriter:
                         exc,
                         backoff,
                     )
-                    self._wait_paused(backoff)
+                    if not paused_wait(self._consumer, backoff, self._interrupted):
+                        logger.warning(
+                            "%s writer: stopping with %d rows unwritten and uncommitted; "
+                            "they will be read again from Kafka",
+                            self.name,
+                            self._pending,
+                        )
+                        self._batch.clear()
+                        self._pending = 0
+                        return False
                     backoff = min(backoff * 2, self.settings.sink_retry_max_s)
             INSERT_SECONDS.observe(time.perf_counter() - started)
             BATCH_ROWS.observe(len(rows))
             ROWS_WRITTEN.labels(table).inc(len(rows))
             del self._batch[table]
         self._pending = 0
+        faults.reach(f"{self.name}-writer:after-insert")
         self._commit()
+        return True
 
-    def _wait_paused(self, seconds: float) -> None:
-        assignment = self._consumer.assignment()
-        self._consumer.pause(assignment)
+    def _insert(self, table: str, rows: list[dict[str, Any] | bytes]) -> None:
+        """Insert `rows`; if ClickHouse cannot read some, insert the others and drop
+        those (halving the batch until each bad row is alone). A replayed half is
+        harmless: the keys collapse it."""
         try:
-            end = time.monotonic() + seconds
-            while time.monotonic() < end:
-                self._consumer.poll(0.1)  # keeps group membership; paused, so returns nothing
-        finally:
-            self._consumer.resume(assignment)
+            self.store.insert_json(table, self._columns[table], json_rows(rows))
+        except Exception as exc:
+            if not unreadable(exc):
+                raise
+            if len(rows) == 1:
+                BAD_ROWS.labels(table).inc()
+                logger.error(
+                    "%s writer: dropping a row %s cannot read (%s): %.160s",
+                    self.name,
+                    table,
+                    str(exc).splitlines()[0][:300],
+                    json_rows(rows).decode(errors="replace"),
+                )
+                return
+            logger.warning(
+                "%s writer: %s cannot read some of %d rows; isolating them",
+                self.name,
+                table,
+                len(rows),
+            )
+            half = len(rows) // 2
+            self._insert(table, rows[:half])
+            self._insert(table, rows[half:])
+
+    def _interrupted(self) -> bool:
+        return self._stop.is_set() or self._revoked
 
     def _commit(self) -> None:
         try:
@@ -173,10 +238,14 @@ class BatchWriter:
             logger.warning("%s writer: commit failed (%s); rows may be replayed", self.name, exc)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[Any]) -> None:
+        if self._flushing:
+            self._revoked = True  # the flush waiting out an outage gives its rows up
+            return
         if self._pending:
             logger.info(
                 "%s writer: partitions revoked, writing %d held rows first",
                 self.name,
                 self._pending,
             )
+            self._revoked = True  # one try, no waiting: these partitions are leaving us
             self._flush()

@@ -9,11 +9,14 @@ call these from a thread pool in async code.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import requests
+from prometheus_client import Counter, Histogram
 from signalwire.rest import Client
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
@@ -21,21 +24,41 @@ from twilio.http.http_client import TwilioHttpClient
 from contract.settings import Settings
 
 logger = logging.getLogger(__name__)
+# The SDK logs every request's payload (numbers and message bodies: personal data) at INFO.
+logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 
 HTTP_TIMEOUT_S = 10.0
 _warned_dry_run = False
 
 T = TypeVar("T")
 
+REQUESTS = Counter(
+    "switchboard_sink_signalwire_requests_total",
+    "SignalWire REST calls by outcome (ok, retryable, failed)",
+    ["op", "outcome"],
+)
+REQUEST_SECONDS = Histogram(
+    "switchboard_sink_signalwire_request_seconds", "Time of one SignalWire REST call", ["op"]
+)
+
 
 class SignalWireError(Exception):
     """A failed REST call; `retryable` for 429, 5xx and transport errors."""
 
-    def __init__(self, message: str, *, status: int | None = None, code: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: int | None = None,
+        retryable: bool | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
-        self.retryable = status is None or status == 429 or status >= 500
+        if retryable is None:
+            retryable = status is None or status == 429 or status >= 500
+        self.retryable = retryable
 
 
 def make_client(settings: Settings) -> Client | None:
@@ -60,26 +83,84 @@ def make_client(settings: Settings) -> Client | None:
     return client
 
 
-def _call(action: str, fn: Callable[[], T]) -> T:
+def _call(action: str, fn: Callable[[], T], op: str = "other") -> T:
+    started = time.perf_counter()
     try:
-        return fn()
+        result = fn()
     except TwilioRestException as exc:
-        raise SignalWireError(
+        error = SignalWireError(
             f"{action}: HTTP {exc.status} {exc.msg}", status=exc.status, code=exc.code
-        ) from exc
+        )
+        REQUESTS.labels(op, "retryable" if error.retryable else "failed").inc()
+        raise error from exc
     except (requests.ConnectionError, requests.Timeout) as exc:
+        REQUESTS.labels(op, "retryable").inc()
         raise SignalWireError(f"{action}: {exc}") from exc
+    except Exception as exc:  # the SDK choking on an answer: final, and said so
+        REQUESTS.labels(op, "failed").inc()
+        raise SignalWireError(
+            f"{action}: unexpected {type(exc).__name__}: {exc}", retryable=False
+        ) from exc
+    finally:
+        REQUEST_SECONDS.labels(op).observe(time.perf_counter() - started)
+    REQUESTS.labels(op, "ok").inc()
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class Attempted(Generic[T]):
+    """What came of a call and its retries: a value, or the last error."""
+
+    value: T | None
+    error: SignalWireError | None
+    attempts: int
+    interrupted: bool  # gave up early because the caller is stopping
+
+
+def retrying(
+    what: str,
+    call: Callable[[], T],
+    *,
+    settings: Settings,
+    wait: Callable[[float], bool],
+) -> Attempted[T]:
+    """Call, retrying 429, 5xx and transport errors with exponential backoff
+    (`rest_retry_base_s`, doubling, capped by `sink_retry_max_s`) up to
+    `rest_max_attempts` tries; any other error is final at once (no retry storm).
+    `wait(seconds)` sleeps between tries and returns False to give up (stopping)."""
+    backoff = settings.rest_retry_base_s
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return Attempted(call(), None, attempt, False)
+        except SignalWireError as exc:
+            if not exc.retryable or attempt >= settings.rest_max_attempts:
+                return Attempted(None, exc, attempt, False)
+            logger.warning(
+                "%s failed (%s); try %d of %d in %.1f s",
+                what,
+                exc,
+                attempt + 1,
+                settings.rest_max_attempts,
+                backoff,
+            )
+            if not wait(backoff):
+                return Attempted(None, exc, attempt, True)
+            backoff = min(backoff * 2, settings.sink_retry_max_s)
 
 
 def send_sms(client: Client, *, from_: str, to: str, body: str) -> str:
     """Send one SMS; returns the message sid."""
-    message = _call("send SMS", lambda: client.messages.create(from_=from_, to=to, body=body))
+    message = _call(
+        "send SMS", lambda: client.messages.create(from_=from_, to=to, body=body), "send"
+    )
     return str(message.sid)
 
 
 def fetch_message(client: Client, sid: str) -> dict[str, Any]:
     """The fields of one message that explain its delivery outcome."""
-    m = _call(f"fetch message {sid}", lambda: client.messages(sid).fetch())
+    m = _call(f"fetch message {sid}", lambda: client.messages(sid).fetch(), "fetch")
     date_sent = m.date_sent if isinstance(m.date_sent, datetime) else None
     return {
         "error_message": m.error_message,

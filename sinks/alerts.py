@@ -1,0 +1,146 @@
+"""Alert dispatch, as in the seed's call tracker: each alert on `alerts` becomes a CSV
+report of the failures in its window, written to the exports directory with the
+alert's id in the file name, and one SMS to SWITCHBOARD_ALERT_TO.
+
+The SMS goes through the forwards dispatcher with the alert_id as its forward_id, so a
+re-delivered or replayed alert sends nothing twice; the report is written once per id.
+The processors raise an alert as the failures stream in, possibly before the event
+writer's latest batch is in ClickHouse, so the report waits (a bounded time) until
+ClickHouse holds as many rows as the alert counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+from confluent_kafka import Message, Producer
+from prometheus_client import Counter
+
+from contract.alerts import Alert
+from contract.forwards import ForwardKind, ForwardRequest
+from contract.settings import Settings
+from contract.topics import Topic, topic_name
+from sinks.clickhouse.failures import ALERT_REPORTS, in_window, write_csv
+from sinks.clickhouse.store import Store
+from sinks.consuming import RecordLoop
+from sinks.signalwire.dispatch import Dispatcher, Wait
+
+logger = logging.getLogger(__name__)
+
+REPORTS = Counter(
+    "switchboard_sink_alert_reports_total", "Alert CSV reports written", ["type", "complete"]
+)
+
+
+def report_path(settings: Settings, alert: Alert) -> Path:
+    return settings.exports_path / f"alert-{alert.type.value}-{alert.alert_id}.csv"
+
+
+def _utc(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+class AlertDispatch:
+    def __init__(self, settings: Settings, store: Store, producer: Producer) -> None:
+        self.settings = settings
+        self.store = store
+        self.dispatcher = Dispatcher(settings, store, producer)
+        if not (settings.alert_to and settings.forward_from):
+            logger.warning(
+                "SWITCHBOARD_ALERT_TO or SWITCHBOARD_FORWARD_FROM unset: alerts get CSV "
+                "reports but no SMS"
+            )
+
+    def handle(self, msg: Message, wait: Wait) -> bool:
+        try:
+            alert = Alert.from_bytes(msg.value() or b"")
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            logger.error(
+                "skipping unreadable alert %s at %s[%d]@%d: %s",
+                (msg.key() or b"-").decode(errors="replace"),
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+                exc,
+            )
+            return True
+        path = self.write_report(alert, wait)
+        if path is None:
+            return False
+        if not (self.settings.alert_to and self.settings.forward_from):
+            return True
+        request = ForwardRequest(
+            forward_id=alert.alert_id,
+            kind=ForwardKind.ALERT,
+            to=self.settings.alert_to,
+            from_=self.settings.forward_from,
+            body=self.settings.alert_template.format(
+                type=alert.type.value,
+                scope=alert.scope,
+                value=alert.value,
+                threshold=alert.threshold,
+                count=alert.count,
+                window_start=_utc(alert.window_start),
+                window_end=_utc(alert.window_end),
+                report=path.name,
+            ),
+            call_sid=None,
+            requested_at=alert.raised_at,
+        )
+        return self.dispatcher.dispatch(request, wait) is not None
+
+    def write_report(self, alert: Alert, wait: Wait) -> Path | None:
+        """The alert's CSV (written once per alert id); None if stopping first."""
+        path = report_path(self.settings, alert)
+        if path.exists():
+            logger.info("alert %s: report %s already written", alert.alert_id, path.name)
+            return path
+        report = ALERT_REPORTS[alert.type]
+        deadline = time.monotonic() + self.settings.alert_report_wait_s
+        backoff = self.settings.rest_retry_base_s
+        while True:
+            try:
+                rows = in_window(
+                    self.store,
+                    report,
+                    scope=alert.scope,
+                    start=alert.window_start,
+                    end=alert.window_end,
+                )
+            except Exception as exc:  # noqa: BLE001 - ClickHouse down: wait, keep the offset
+                logger.error("alert %s: report query failed (%s)", alert.alert_id, exc)
+                rows = None
+            if rows is not None and (len(rows) >= alert.count or time.monotonic() >= deadline):
+                break
+            if not wait(min(backoff, max(0.1, deadline - time.monotonic()))):
+                return None
+            backoff = min(backoff * 2, 2.0)
+        write_csv(path, report, rows)
+        complete = len(rows) >= alert.count
+        REPORTS.labels(alert.type.value, str(complete).lower()).inc()
+        log = logger.info if complete else logger.warning
+        log(
+            "alert %s (%s %s): wrote %s with %d rows for a count of %d",
+            alert.alert_id,
+            alert.type.value,
+            alert.scope,
+            path,
+            len(rows),
+            alert.count,
+        )
+        return path
+
+
+def alerts_loop(settings: Settings, store: Store, producer: Producer, *, group: str) -> RecordLoop:
+    dispatch = AlertDispatch(settings, store, producer)
+    return RecordLoop(
+        settings,
+        group=group,
+        topic=topic_name(Topic.ALERTS, settings.topic_prefix),
+        handler=dispatch.handle,
+        name="alert-dispatch",
+    )

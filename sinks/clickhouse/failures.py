@@ -1,0 +1,125 @@
+"""The failures behind an alert, as CSV with the seed's columns: the queries of
+`switchboard export` (sinks.clickhouse.exports, on the reports' per-SID state), narrowed
+to the alert's scope and window of event time, the time the processors window by.
+
+- SMS alerts: the failed-messages export, with what enrichment fetched where it has run.
+- Call alerts: failed calls, voice and inbound-call alike (the processors count both),
+  with the failed-calls export's columns.
+- Low-MOS alerts: the calls that reported a MOS, with the seed's inbound-call columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from contract.alerts import AlertType
+from sinks.clickhouse.exports import EXPORTS, PAGE_WHERE, Export
+from sinks.clickhouse.reports import Filters, calls_sql
+from sinks.clickhouse.store import Store
+
+# Added to the WHERE of each event table's scan (the exports' paging hook).
+_IN_SCOPE_AND_WINDOW = """
+    AND event_time >= toDateTime64({start:Float64}, 3, 'UTC')
+    AND event_time < toDateTime64({end:Float64}, 3, 'UTC')
+    AND multiIf(
+        {scope_type:String} = 'campaign', campaign = {scope_value:String},
+        {scope_type:String} = 'number',
+            `from` = {scope_value:String} OR `to` = {scope_value:String},
+        {scope_type:String} = 'account', account_sid = {scope_value:String},
+        1)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class AlertReport:
+    export: Export  # columns and how their times are written
+    sql: str  # one column per header; `{db}` for the database
+
+
+def _calls(where: str, columns: str) -> str:
+    """One row per call (its voice row when both kinds reported it)."""
+    return f"""
+    SELECT {columns}
+    FROM ({calls_sql(_IN_SCOPE_AND_WINDOW)})
+    WHERE {where}
+    ORDER BY call_sid, kind != 'voice'
+    LIMIT 1 BY call_sid
+"""
+
+
+FAILED_MESSAGES = AlertReport(
+    EXPORTS["failed-messages"],
+    EXPORTS["failed-messages"].sql.replace(PAGE_WHERE, _IN_SCOPE_AND_WINDOW),
+)
+FAILED_CALLS = AlertReport(
+    EXPORTS["failed-calls"],
+    _calls(
+        "status = 'failed'",
+        "call_sid, status, event_at, call_direction, call_to, call_from, call_recording_url",
+    ),
+)
+MOS_CALLS = AlertReport(
+    Export(
+        columns=(
+            "Call SID",
+            "Call Status",
+            "Event Timestamp",
+            "To Number",
+            "From Number",
+            "Call Duration(s)",
+            "Audio in MOS",
+        ),
+        sql="",
+        formats=EXPORTS["failed-calls"].formats,
+    ),
+    _calls("mos IS NOT NULL", "call_sid, status, event_at, call_to, call_from, duration_s, mos"),
+)
+
+ALERT_REPORTS: dict[AlertType, AlertReport] = {
+    AlertType.SMS_FAILURES: FAILED_MESSAGES,
+    AlertType.SMS_FAILURE_RATE: FAILED_MESSAGES,
+    AlertType.CALL_FAILURES: FAILED_CALLS,
+    AlertType.CALL_FAILURE_RATE: FAILED_CALLS,
+    AlertType.LOW_MOS: MOS_CALLS,
+}
+
+
+def in_window(
+    store: Store, report: AlertReport, *, scope: str, start: float, end: float
+) -> list[tuple[Any, ...]]:
+    """The report's rows for a scope (`campaign:...`, `number:...`, `account:...`;
+    anything else means every SID) and the window [start, end) of event time."""
+    scope_type, _, scope_value = scope.partition(":")
+    params = Filters().parameters() | {
+        "start": start,
+        "end": end,
+        "scope_type": scope_type,
+        "scope_value": scope_value,
+    }
+    return store.query(report.sql.replace("{db}", store.database), params)
+
+
+def write_csv(path: Path, report: AlertReport, rows: Sequence[Sequence[Any]]) -> None:
+    """Atomically: a reader never sees half a report."""
+    formats = [report.export.formats.get(column) for column in report.export.columns]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(report.export.columns)
+        for row in rows:
+            writer.writerow(
+                ""
+                if value is None
+                else fmt(value)
+                if fmt is not None and isinstance(value, datetime)
+                else value
+                for value, fmt in zip(row, formats, strict=True)
+            )
+    os.replace(tmp, path)

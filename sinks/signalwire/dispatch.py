@@ -1,0 +1,245 @@
+"""Sending an SMS exactly once per forward_id: recording and transcription forwards, alerts.
+
+Before a send, the `forwards` table is read (FINAL) for the id: a row there (sent,
+dry_run or dead) means the request was handled, and a duplicate or replay is dropped.
+After the provider accepted the message, the send is recorded at once; the caller
+commits the Kafka offset only after that. 429, 5xx and no answer are retried with
+backoff; any other 4xx goes to `forwards.dead-letter` with the reason and is recorded
+as `dead`, once, with no retry.
+
+The residual window: a crash (SIGKILL, power loss) after the provider accepted the
+message and before our insert returned sends it again after the restart. It is narrowed
+to one single-row insert: the record follows the provider's answer directly (no
+batching, no other work between), a ClickHouse error there is retried in place rather
+than by re-reading the request (which would send again), and SIGTERM lets the send and
+its record finish. Both log lines carry the forward id and the provider's message SID,
+so a duplicate can be traced. The LaML Messages API takes no idempotency key that could
+close the window on the provider's side.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from confluent_kafka import KafkaError, Producer
+from prometheus_client import Counter
+
+from contract.forwards import ForwardRequest
+from contract.settings import Settings
+from contract.topics import Topic, topic_name
+from sinks import faults
+from sinks.clickhouse.store import Store
+from sinks.clickhouse.writer import json_rows
+from sinks.signalwire.client import make_client, retrying, send_sms
+
+logger = logging.getLogger(__name__)
+
+SMS = Counter(
+    "switchboard_sink_sms_total",
+    "SMS requests by kind and outcome (sent, dry_run, dead, duplicate)",
+    ["kind", "outcome"],
+)
+
+Wait = Callable[[float], bool]  # sleep; False when the caller is stopping
+
+
+class State(StrEnum):
+    SENT = "sent"
+    DRY_RUN = "dry_run"  # no SignalWire credentials: recorded, not sent
+    DEAD = "dead"  # refused by the provider, or retries exhausted: on the dead-letter topic
+
+
+FORWARD_COLUMNS = (
+    "forward_id",
+    "kind",
+    "to",
+    "from",
+    "body",
+    "call_sid",
+    "state",
+    "provider_sid",
+    "attempts",
+    "error",
+    "requested_at",
+    "updated_at",
+)
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, store: Store, producer: Producer) -> None:
+        self.settings = settings
+        self.store = store
+        self._client = make_client(settings)  # None: dry run
+        self._producer = producer
+        self._dead_letter_topic = topic_name(Topic.FORWARDS_DEAD_LETTER, settings.topic_prefix)
+
+    def dispatch(self, request: ForwardRequest, wait: Wait) -> State | None:
+        """Send `request` unless it was handled before. None if it gave up because the
+        caller is stopping, with nothing sent since the last record: read it again."""
+        fid, kind = request.forward_id, request.kind.value
+        found = self._recorded_state(fid, wait)
+        if found is None:
+            return None
+        if found:
+            SMS.labels(kind, "duplicate").inc()
+            logger.info("%s forward %s already %s; not sent again", kind, fid, found)
+            return State(found)
+        if self._client is None:
+            logger.warning(
+                "dry run (no SignalWire credentials): %s forward %s CallSid %s recorded, not sent",
+                kind,
+                fid,
+                request.call_sid or "-",
+            )
+            return self._record(request, State.DRY_RUN, attempts=0, wait=wait)
+        client = self._client
+        logger.info("sending %s forward %s CallSid %s", kind, fid, request.call_sid or "-")
+        result = retrying(
+            f"{kind} forward {fid}",
+            lambda: send_sms(client, from_=request.from_, to=request.to, body=request.body),
+            settings=self.settings,
+            wait=wait,
+        )
+        if result.interrupted:
+            return None
+        if result.error is None:
+            logger.info(
+                "%s forward %s accepted by SignalWire as %s (CallSid %s, %d tries)",
+                kind,
+                fid,
+                result.value,
+                request.call_sid or "-",
+                result.attempts,
+            )
+            faults.reach("dispatch:after-send")
+            return self._record(
+                request, State.SENT, attempts=result.attempts, provider_sid=result.value, wait=wait
+            )
+        reason = str(result.error)
+        if not self.dead_letter(
+            fid,
+            {
+                "forward_id": fid,
+                "kind": kind,
+                "reason": reason,
+                "status": result.error.status,
+                "code": result.error.code,
+                "attempts": result.attempts,
+                "request": asdict(request),
+            },
+            wait,
+        ):
+            return None
+        logger.error(
+            "%s forward %s dead-lettered after %d tries: %s", kind, fid, result.attempts, reason
+        )
+        return self._record(request, State.DEAD, attempts=result.attempts, error=reason, wait=wait)
+
+    def dead_letter(self, key: str | None, record: dict[str, Any], wait: Wait) -> bool:
+        """Put `record` on forwards.dead-letter and wait for Kafka's acknowledgement;
+        retried while Kafka does not take it. False if the caller is stopping first."""
+        backoff = self.settings.rest_retry_base_s
+        while True:
+            errors: list[KafkaError] = []
+
+            def delivered(
+                err: KafkaError | None, _msg: object, errors: list[KafkaError] = errors
+            ) -> None:
+                if err is not None:
+                    errors.append(err)
+
+            self._producer.produce(
+                self._dead_letter_topic,
+                key=key.encode() if key else None,
+                value=orjson.dumps(record),
+                on_delivery=delivered,
+            )
+            left = self._producer.flush(30)
+            if not errors and left == 0:
+                return True
+            logger.error(
+                "dead-letter record for %s not acknowledged (%s); retrying in %.1f s",
+                key or "-",
+                errors[0] if errors else "timeout",
+                backoff,
+            )
+            if not wait(backoff):
+                return False
+            backoff = min(backoff * 2, self.settings.sink_retry_max_s)
+
+    def _recorded_state(self, forward_id: str, wait: Wait) -> str | None:
+        """The recorded state ('' if none); None if ClickHouse did not answer before a stop."""
+        backoff = self.settings.rest_retry_base_s
+        while True:
+            try:
+                rows = self.store.query(
+                    f"SELECT state FROM {self.store.table('forwards')} FINAL "
+                    "WHERE forward_id = {id:String}",
+                    {"id": forward_id},
+                )
+                return str(rows[0][0]) if rows else ""
+            except Exception as exc:  # noqa: BLE001 - never send without knowing
+                logger.error(
+                    "cannot read forwards for %s (%s); retrying in %.1f s", forward_id, exc, backoff
+                )
+                if not wait(backoff):
+                    return None
+                backoff = min(backoff * 2, self.settings.sink_retry_max_s)
+
+    def _record(
+        self,
+        request: ForwardRequest,
+        state: State,
+        *,
+        attempts: int,
+        wait: Wait,
+        provider_sid: str | None = None,
+        error: str | None = None,
+    ) -> State | None:
+        row = {
+            "forward_id": request.forward_id,
+            "kind": request.kind.value,
+            "to": request.to,
+            "from": request.from_,
+            "body": request.body,
+            "call_sid": request.call_sid,
+            "state": state.value,
+            "provider_sid": provider_sid,
+            "attempts": attempts,
+            "error": error,
+            "requested_at": request.requested_at,
+            "updated_at": time.time(),
+        }
+        payload = json_rows([row])
+        backoff = self.settings.rest_retry_base_s
+        while True:
+            try:
+                self.store.insert_json("forwards", FORWARD_COLUMNS, payload)
+                SMS.labels(request.kind.value, state.value).inc()
+                return state
+            except Exception as exc:  # noqa: BLE001 - retried in place: re-reading would resend
+                logger.error(
+                    "cannot record %s forward %s as %s (%s); retrying in %.1f s",
+                    request.kind.value,
+                    request.forward_id,
+                    state.value,
+                    exc,
+                    backoff,
+                )
+                if not wait(backoff):
+                    if state is State.SENT:
+                        logger.error(
+                            "stopping: %s forward %s was sent as %s but is not recorded; "
+                            "it will be sent again",
+                            request.kind.value,
+                            request.forward_id,
+                            provider_sid,
+                        )
+                    return None
+                backoff = min(backoff * 2, self.settings.sink_retry_max_s)

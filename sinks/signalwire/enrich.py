@@ -1,0 +1,256 @@
+"""Failure enrichment, as in the seed's SMS tracker: each failed or undelivered message
+is fetched through the SignalWire REST API (`client.messages(sid).fetch()`) and its
+error message, date sent, to, from and body kept in `failed_messages`.
+
+Off the main write path: its own consumer group on `events`, its own thread, and the
+fetches in a bounded pool, so a slow or failing API only grows this consumer's lag and
+never holds up the event writer. Per micro-batch of records, the failed messages among
+them, less the SIDs already enriched, are fetched (retried with backoff), inserted in
+one insert, and only then are the offsets committed. With no SignalWire credentials the
+row holds the callback's own fields, marked `dry_run`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message
+from prometheus_client import Counter, Gauge
+
+from contract.errors import BadCallback
+from contract.events import Event
+from contract.kinds import CallbackKind
+from contract.settings import Settings
+from contract.statuses import SMS_FAILED
+from contract.topics import Topic, topic_name
+from sinks.clickhouse.store import Store
+from sinks.clickhouse.writer import json_rows
+from sinks.consuming import paused_wait, sink_consumer
+from sinks.signalwire.client import fetch_message, make_client, retrying
+
+logger = logging.getLogger(__name__)
+
+ENRICHED = Counter(
+    "switchboard_sink_enrich_total",
+    "Failed messages by enrichment outcome (api, dry_run, error, skipped: already enriched)",
+    ["outcome"],
+)
+IN_FLIGHT = Gauge("switchboard_sink_enrich_in_flight", "Message fetches waiting or running")
+
+FAILED_MESSAGE_COLUMNS = (
+    "message_sid",
+    "message_status",
+    "error_code",
+    "error_message",
+    "date_sent",
+    "to",
+    "from",
+    "body",
+    "campaign",
+    "received_at",
+    "enriched_at",
+    "enrichment",
+)
+# Only records holding one of these are parsed: most events are not failures.
+_MARKERS = tuple(f'"{status}"'.encode() for status in SMS_FAILED)
+_BATCH = 1000
+
+
+class Enricher:
+    def __init__(self, settings: Settings, store: Store, *, group: str) -> None:
+        self.name = "enrich"
+        self.settings = settings
+        self.store = store
+        self.topic = topic_name(Topic.EVENTS, settings.topic_prefix)
+        self._consumer = sink_consumer(settings, group)
+        self._pool = ThreadPoolExecutor(settings.enrich_concurrency, thread_name_prefix="enrich")
+        self._clients = threading.local()  # one SDK client (one HTTP session) per pool thread
+        self._stop = threading.Event()
+        self._abort = threading.Event()  # set when the batch in flight is given up
+        self._revoked = False
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._abort.set()
+
+    def run(self) -> None:
+        self._consumer.subscribe([self.topic], on_revoke=self._on_revoke)
+        mode = "SignalWire REST API" if self.settings.signalwire_configured else "dry run"
+        logger.info("enrich consuming %s (%s)", self.topic, mode)
+        try:
+            while not self._stop.is_set():
+                msgs = self._consumer.consume(num_messages=_BATCH, timeout=0.5)
+                if not msgs:
+                    continue
+                self._revoked = False
+                failed = self._failed(msgs)
+                if failed and not self._enrich(failed):
+                    continue  # given up uncommitted: read again (after re-assignment or restart)
+                self._commit()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._consumer.close()
+            logger.info("enrich stopped")
+
+    def _failed(self, msgs: list[Message]) -> dict[str, Event]:
+        """The failed and undelivered SMS events among `msgs`, first one per SID."""
+        found: dict[str, Event] = {}
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() != KafkaError._PARTITION_EOF:
+                    logger.warning("enrich: consumer error %s", err)
+                continue
+            raw = msg.value() or b""
+            if not any(marker in raw for marker in _MARKERS):
+                continue
+            try:
+                event = Event.from_bytes(raw)
+            except BadCallback:
+                continue  # the event writer logs and counts unreadable records
+            if event.kind is CallbackKind.SMS and event.status in SMS_FAILED:
+                found.setdefault(event.sid, event)
+        return found
+
+    def _enrich(self, failed: dict[str, Event]) -> bool:
+        done = self._already_enriched(list(failed))
+        if done is None:
+            return False
+        ENRICHED.labels("skipped").inc(len(done))
+        for sid in done:
+            logger.info("SID: %s already enriched; not fetched again", sid)
+        todo = [event for sid, event in failed.items() if sid not in done]
+        if not todo:
+            return True
+        self._abort.clear()
+        IN_FLIGHT.inc(len(todo))
+        futures = [self._pool.submit(self._row, event) for event in todo]
+        try:
+            while not all(f.done() for f in futures):
+                if not paused_wait(self._consumer, 0.2, self._interrupted):
+                    self._abort.set()  # pool tasks stop retrying; their rows are dropped
+                    return False
+        finally:
+            for f in futures:
+                if not f.done():
+                    f.cancel()
+            IN_FLIGHT.dec(len(todo))
+        rows = [f.result() for f in futures]
+        if any(row is None for row in rows):
+            return False
+        return self._insert([row for row in rows if row is not None])
+
+    def _interrupted(self) -> bool:
+        return self._stop.is_set() or self._revoked
+
+    def _already_enriched(self, sids: list[str]) -> set[str] | None:
+        """SIDs with a row from the API or a dry run (an `error` row is tried again)."""
+        backoff = self.settings.rest_retry_base_s
+        while True:
+            try:
+                rows = self.store.query(
+                    f"SELECT message_sid FROM {self.store.table('failed_messages')} FINAL "
+                    "WHERE message_sid IN {sids:Array(String)} AND enrichment != 'error'",
+                    {"sids": sids},
+                )
+                return {str(r[0]) for r in rows}
+            except Exception as exc:  # noqa: BLE001 - ClickHouse down: wait, keep our place
+                logger.error("enrich: cannot read failed_messages (%s)", exc)
+                if not paused_wait(self._consumer, backoff, self._interrupted):
+                    return None
+                backoff = min(backoff * 2, self.settings.sink_retry_max_s)
+
+    def _row(self, event: Event) -> dict[str, Any] | None:
+        """The failed_messages row of one event (runs in the pool); None if aborted."""
+        row: dict[str, Any] = {
+            "message_sid": event.sid,
+            "message_status": event.status,
+            "error_code": event.get("error_code"),
+            "error_message": None,
+            "date_sent": None,
+            "to": event.get("to") or "",
+            "from": event.get("from") or "",
+            "body": event.get("body"),
+            "campaign": event.campaign,
+            "received_at": event.received_at,
+        }
+        client = self._client()
+        if client is None:
+            logger.info(
+                "SID: %s, Status: %s, ErrorCode: %s (dry run: no SignalWire credentials, "
+                "stored from the callback)",
+                event.sid,
+                event.status,
+                row["error_code"],
+            )
+            return row | {"enriched_at": time.time(), "enrichment": "dry_run"}
+        result = retrying(
+            f"fetch of failed message {event.sid}",
+            lambda: fetch_message(client, event.sid),
+            settings=self.settings,
+            wait=lambda seconds: not self._abort.wait(seconds),
+        )
+        if result.interrupted:
+            return None
+        if result.value is None:
+            logger.error(
+                "SID: %s, Status: %s, ErrorCode: %s: not enriched (%s); stored from the callback",
+                event.sid,
+                event.status,
+                row["error_code"],
+                result.error,
+            )
+            return row | {"enriched_at": time.time(), "enrichment": "error"}
+        m = result.value
+        logger.info(
+            "SID: %s, Status: %s, ErrorCode: %s, ErrorMessage: %s",
+            event.sid,
+            event.status,
+            row["error_code"] or m["error_code"],
+            m["error_message"],
+        )
+        api_error_code = None if m["error_code"] is None else str(m["error_code"])
+        return row | {
+            "error_code": row["error_code"] or api_error_code,
+            "error_message": m["error_message"],
+            "date_sent": m["date_sent"].timestamp() if m["date_sent"] else None,
+            "to": m["to"] or row["to"],
+            "from": m["from_"] or row["from"],
+            "body": row["body"] if m["body"] is None else m["body"],
+            "enriched_at": time.time(),
+            "enrichment": "api",
+        }
+
+    def _client(self) -> Any:
+        if not hasattr(self._clients, "client"):
+            self._clients.client = make_client(self.settings)
+        return self._clients.client
+
+    def _insert(self, rows: list[dict[str, Any]]) -> bool:
+        payload = json_rows(rows)
+        backoff = self.settings.rest_retry_base_s
+        while True:
+            try:
+                self.store.insert_json("failed_messages", FAILED_MESSAGE_COLUMNS, payload)
+                break
+            except Exception as exc:  # noqa: BLE001 - retried while we hold the offsets
+                logger.error("enrich: insert of %d rows failed (%s)", len(rows), exc)
+                if not paused_wait(self._consumer, backoff, self._interrupted):
+                    return False
+                backoff = min(backoff * 2, self.settings.sink_retry_max_s)
+        for row in rows:
+            ENRICHED.labels(row["enrichment"]).inc()
+        return True
+
+    def _commit(self) -> None:
+        try:
+            self._consumer.commit(asynchronous=False)
+        except Exception as exc:  # noqa: BLE001 - rows are in; a replay skips enriched SIDs
+            logger.warning("enrich: commit failed (%s); records may be read again", exc)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[Any]) -> None:
+        self._revoked = True
