@@ -22,7 +22,7 @@ from contract.envelope import Envelope
 from contract.kinds import CallbackKind
 from contract.settings import Settings
 from ingest.app import create_app
-from tests.harness import read_topic, records_on_topics, warm_idempotence
+from tests.harness import CI, read_topic, records_on_topics, warm_idempotence
 
 pytestmark = pytest.mark.kafka
 
@@ -122,6 +122,7 @@ def test_random_callbacks_get_204_or_4xx_and_only_envelopes_land(
         max_examples=200,
         deadline=None,
         database=None,
+        derandomize=CI,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
     @given(case=cases())
