@@ -18,6 +18,7 @@ from contract.settings import Settings
 from sinks.clickhouse.schema import migrate
 from sinks.clickhouse.store import Store
 from switchboard.broker import LocalBroker, free_port, kafka_version
+from tests.fake_signalwire import FakeSignalWire
 
 logger = logging.getLogger(__name__)
 
@@ -72,3 +73,16 @@ def store(settings: Settings) -> Iterator[Store]:
         yield store
     finally:
         store.command(f"DROP DATABASE IF EXISTS {settings.clickhouse_database}")
+
+
+@pytest.fixture(scope="session")
+def _fake_signalwire() -> Iterator[FakeSignalWire]:
+    with FakeSignalWire() as server:
+        yield server
+
+
+@pytest.fixture
+def fake(_fake_signalwire: FakeSignalWire) -> FakeSignalWire:
+    """The fake SignalWire REST API, its records and failures cleared for each test."""
+    _fake_signalwire.reset()
+    return _fake_signalwire

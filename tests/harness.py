@@ -14,6 +14,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -352,3 +353,26 @@ class Running:
             t.join(60)
         alive = [w.name for w, t in zip(self.workers, self.threads, strict=True) if t.is_alive()]
         assert not alive, f"workers did not stop within 60 s: {alive}"
+
+
+@contextmanager
+def event_writer(settings: Settings, store: Any) -> Iterator[Any]:
+    """The ClickHouse event writer on a thread of the test process, on the test's store."""
+    from sinks.clickhouse.rows import event_rows
+    from sinks.clickhouse.writer import BatchWriter
+
+    writer = BatchWriter(
+        settings,
+        store,
+        group=f"{settings.topic_prefix}sink",
+        name="events",
+        topics=[topic_name(Topic.EVENTS, settings.topic_prefix)],
+        mapper=event_rows,
+    )
+    thread = threading.Thread(target=writer.run)
+    thread.start()
+    try:
+        yield writer
+    finally:
+        writer.stop()
+        thread.join(30)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,12 +28,6 @@ pytestmark = pytest.mark.kafka
 
 ALERT_TO, FORWARD_FROM = "+15550007777", "+15550009999"
 NUMBER = "+15550004444"
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeSignalWire]:
-    with FakeSignalWire() as server:
-        yield server
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ event writer's path."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -28,12 +27,6 @@ FAILED = {  # sid: (status in the callback, ErrorCode, the provider's error mess
     "SM" + "b" * 32: ("failed", "30007", "Message filtered by the carrier"),
     "SM" + "c" * 32: ("undelivered", "30005", "Unknown destination handset"),
 }
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeSignalWire]:
-    with FakeSignalWire() as server:
-        yield server
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -29,12 +28,6 @@ def _settings(api_base: str | None, **overrides: str | None) -> Settings:
         **overrides,
     }
     return Settings(_env_file=None, **fields)  # type: ignore[call-arg]
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeSignalWire]:
-    with FakeSignalWire() as server:
-        yield server
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ retried, other 4xx dead-lettered once, and a dry run without credentials."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -27,12 +26,6 @@ FORWARD_FROM, FORWARD_TO = "+15550009999", "+15550008888"
 RECORDING_SID, CALL_SID = "RE" + "1" * 32, "CA" + "2" * 32
 RECORDING_URL = f"https://example.signalwire.com/api/laml/recordings/{RECORDING_SID}.mp3"
 MESSAGES = f"/2010-04-01/Accounts/{PROJECT}/Messages.json"
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeSignalWire]:
-    with FakeSignalWire() as server:
-        yield server
 
 
 @pytest.fixture

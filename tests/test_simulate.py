@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator
@@ -18,13 +17,12 @@ from pydantic import SecretStr
 
 from contract.kinds import SPECS, CallbackKind
 from contract.settings import Settings
-from contract.topics import Topic, topic_name
 from sinks.clickhouse.reports import Filters, run_report
-from sinks.clickhouse.rows import event_rows
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.writer import BatchWriter
 from switchboard.simulate import Scenario, Thresholds, generate, recount
 from tests.harness import ROOT, Stage, settings_env, wait_for
+from tests.harness import event_writer as running_event_writer
 
 SCENARIO = Scenario(callbacks=2_000, seed=7, duplicate_rate=0.10, reorder_rate=0.10)
 
@@ -118,19 +116,8 @@ def pipeline(signed: Settings, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def event_writer(signed: Settings, store: Store) -> Iterator[BatchWriter]:
-    writer = BatchWriter(
-        signed,
-        store,
-        group=f"{signed.topic_prefix}sink",
-        name="events",
-        topics=[topic_name(Topic.EVENTS, signed.topic_prefix)],
-        mapper=event_rows,
-    )
-    thread = threading.Thread(target=writer.run)
-    thread.start()
-    yield writer
-    writer.stop()
-    thread.join(30)
+    with running_event_writer(signed, store) as writer:
+        yield writer
 
 
 @pytest.mark.kafka

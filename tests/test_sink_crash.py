@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -127,12 +126,6 @@ def test_sigkill_between_insert_and_commit_then_restart_counts_once(
         assert row["delivery_rate"] == pytest.approx(
             round(counts["delivered"] / sum(counts.values()), 4)
         )
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeSignalWire]:
-    with FakeSignalWire() as server:
-        yield server
 
 
 def _forward(n: int) -> ForwardRequest:

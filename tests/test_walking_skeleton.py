@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,12 +10,12 @@ import pytest
 from starlette.testclient import TestClient
 
 from contract.settings import Settings
-from contract.topics import Topic, topic_name
+from contract.topics import Topic
 from ingest.app import create_app
-from sinks.clickhouse.rows import event_rows
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.writer import BatchWriter
 from tests.harness import Stage, read_topic, wait_for
+from tests.harness import event_writer as running_event_writer
 
 pytestmark = pytest.mark.kafka
 
@@ -48,19 +47,8 @@ def processors(topics: Settings, tmp_path: Path) -> Iterator[Stage]:
 
 @pytest.fixture
 def event_writer(topics: Settings, store: Store) -> Iterator[BatchWriter]:
-    writer = BatchWriter(
-        topics,
-        store,
-        group=f"{topics.topic_prefix}sink",
-        name="events",
-        topics=[topic_name(Topic.EVENTS, topics.topic_prefix)],
-        mapper=event_rows,
-    )
-    thread = threading.Thread(target=writer.run)
-    thread.start()
-    yield writer
-    writer.stop()
-    thread.join(30)
+    with running_event_writer(topics, store) as writer:
+        yield writer
 
 
 def test_sms_callback_is_acknowledged_after_kafka_has_it(
