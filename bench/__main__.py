@@ -40,6 +40,11 @@ HEADLINES: dict[str, list[tuple[str, str]]] = {
         ("baseline_ratio_10k", ">= 10"),
         ("baseline_ratio_50k", ">= 40"),
     ],
+    "ingest": [
+        ("durable_per_s_1w", ">= 10,000"),
+        ("p99_ms_1w", "< 25"),
+        ("durable_vs_bare_pct_1w", ">= 70"),
+    ],
     "process": [("events_per_s_1w", ">= 10,000")],
     "sink": [("rows_per_s_default_batch", ">= 200,000")],
 }
