@@ -21,7 +21,7 @@ from prometheus_client import start_http_server
 from contract.alerts import Alert
 from contract.kafka import ensure_topics, producer_config, wait_for_kafka
 from contract.settings import Settings
-from contract.topics import Topic, topic_name
+from contract.topics import Topic
 from contract.windows import CallWindow, DeliveryWindow
 from sinks.alerts import alerts_loop
 from sinks.api.app import create_api
@@ -52,13 +52,8 @@ def workers(settings: Settings, store: Store, producer: Producer) -> list[Worker
     group = f"{settings.topic_prefix}switchboard-sink"
 
     def writer(name: str, topic: Topic, mapper: RowMapper) -> BatchWriter:
-        return BatchWriter(
-            settings,
-            store,
-            group=f"{group}-{name}",
-            name=name,
-            topics=[topic_name(topic, settings.topic_prefix)],
-            mapper=mapper,
+        return BatchWriter.for_topic(
+            settings, store, topic, group=f"switchboard-sink-{name}", name=name, mapper=mapper
         )
 
     return [

@@ -361,13 +361,8 @@ def event_writer(settings: Settings, store: Any) -> Iterator[Any]:
     from sinks.clickhouse.rows import event_rows
     from sinks.clickhouse.writer import BatchWriter
 
-    writer = BatchWriter(
-        settings,
-        store,
-        group=f"{settings.topic_prefix}sink",
-        name="events",
-        topics=[topic_name(Topic.EVENTS, settings.topic_prefix)],
-        mapper=event_rows,
+    writer = BatchWriter.for_topic(
+        settings, store, Topic.EVENTS, group="sink", name="events", mapper=event_rows
     )
     thread = threading.Thread(target=writer.run)
     thread.start()

@@ -14,7 +14,7 @@ from contract.alerts import Alert, AlertType, make_alert_id
 from contract.kafka import producer_config
 from contract.kinds import CallbackKind
 from contract.settings import Settings
-from contract.topics import Topic, topic_name
+from contract.topics import Topic
 from sinks.alerts import alerts_loop, report_path
 from sinks.clickhouse.rows import event_rows
 from sinks.clickhouse.store import Store
@@ -39,13 +39,8 @@ def sw(fake: FakeSignalWire, topics: Settings) -> Settings:
 
 
 def _event_writer(settings: Settings, store: Store) -> BatchWriter:
-    return BatchWriter(
-        settings,
-        store,
-        group=settings.topic_prefix + "events",
-        name="events",
-        topics=[topic_name(Topic.EVENTS, settings.topic_prefix)],
-        mapper=event_rows,
+    return BatchWriter.for_topic(
+        settings, store, Topic.EVENTS, group="events", name="events", mapper=event_rows
     )
 
 

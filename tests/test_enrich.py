@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from contract.settings import Settings
-from contract.topics import Topic, topic_name
+from contract.topics import Topic
 from sinks.clickhouse.rows import event_rows
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.writer import BatchWriter
@@ -137,13 +137,8 @@ def test_a_failing_api_never_holds_up_the_event_writer(
     fake.fail_next(100_000, 503)
     events = _events()
     produce(stuck, Topic.EVENTS, records(events))
-    writer = BatchWriter(
-        stuck,
-        store,
-        group=stuck.topic_prefix + "events",
-        name="events",
-        topics=[topic_name(Topic.EVENTS, stuck.topic_prefix)],
-        mapper=event_rows,
+    writer = BatchWriter.for_topic(
+        stuck, store, Topic.EVENTS, group="events", name="events", mapper=event_rows
     )
     with Running(Enricher(stuck, store, group=stuck.topic_prefix + "enrich"), writer):
         wait_for(

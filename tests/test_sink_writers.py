@@ -12,7 +12,7 @@ import pytest
 
 from contract.alerts import Alert, AlertType, make_alert_id
 from contract.settings import Settings
-from contract.topics import Topic, topic_name
+from contract.topics import Topic
 from contract.windows import CallWindow, DeliveryWindow
 from sinks.clickhouse.reports import Filters, run_report
 from sinks.clickhouse.rows import event_rows, record_rows
@@ -25,14 +25,7 @@ pytestmark = pytest.mark.kafka
 
 
 def _writer(settings: Settings, store: Store, topic: Topic, mapper: RowMapper, group: str):
-    return BatchWriter(
-        settings,
-        store,
-        group=f"{settings.topic_prefix}{group}",
-        name=group,
-        topics=[topic_name(topic, settings.topic_prefix)],
-        mapper=mapper,
-    )
+    return BatchWriter.for_topic(settings, store, topic, group=group, name=group, mapper=mapper)
 
 
 def _count(store: Store, table: str, final: bool = True) -> int:

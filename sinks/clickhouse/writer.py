@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, KafkaError, Message
 from prometheus_client import Counter, Histogram
 
 from contract.settings import Settings
+from contract.topics import Topic, topic_name
 from sinks import faults
 from sinks.clickhouse.store import Store
 from sinks.consuming import paused_wait, sink_consumer
@@ -101,6 +102,27 @@ class BatchWriter:
         self._pending = 0
         self._flushing = False
         self._revoked = False
+
+    @classmethod
+    def for_topic(
+        cls,
+        settings: Settings,
+        store: Store,
+        topic: Topic,
+        *,
+        group: str,
+        name: str,
+        mapper: RowMapper,
+    ) -> BatchWriter:
+        """One of our topics under the deployment's prefix; `group` gets the prefix too."""
+        return cls(
+            settings,
+            store,
+            group=f"{settings.topic_prefix}{group}",
+            name=name,
+            topics=[topic_name(topic, settings.topic_prefix)],
+            mapper=mapper,
+        )
 
     def stop(self) -> None:
         self._stop.set()
