@@ -1,6 +1,6 @@
 """bench/ingest: durable callbacks per second through the edge, beside a bare app.
 
-    python -m bench.ingest [--runs 3] [--duration 8] [--concurrency 64,128,256]
+    python -m bench.ingest [--runs 3] [--duration 8] [--concurrency 64,96,128,256]
 
 `wrk` (installed with apt-get if missing) posts realistic SMS status callbacks, each
 with its own MessageSid (bench/ingest.lua), to `switchboard ingest` with 1 and 2
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
-    parser.add_argument("--concurrency", default="64,128,256", help="connections to try")
+    parser.add_argument("--concurrency", default="64,96,128,256", help="connections to try")
     args = parser.parse_args(argv)
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     ensure_wrk()
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
         "concurrencies": concurrencies,
         "wrk": "wrk -t1 -c<C> -d<duration>s -s bench/ingest.lua",
         "body": "SMS status callback form, ~330 bytes, distinct MessageSid each",
-        "edge": "switchboard ingest, defaults (acks=all, idempotent, linger 5 ms, lz4), "
+        "edge": "switchboard ingest, defaults (acks=all, idempotent, linger 1 ms, lz4), "
         "INFO logging to a file",
         "medians": {f"{label}@{c}": m for (label, c), m in sorted(medians.items())},
     }
@@ -342,7 +342,7 @@ def markdown(
 
 wrk (1 thread) posts SMS status callback forms with distinct MessageSids to `switchboard
 ingest` on a real Apache Kafka {machine.get("kafka")} broker (acks=all, idempotent producer,
-linger 5 ms, an INFO log line per callback to a file), and to a bare Starlette app that
+linger 1 ms, an INFO log line per callback to a file), and to a bare Starlette app that
 decodes the body with the edge's own `ingest.body.decode` and answers 204. A 204 from the
 edge means Kafka has the record. Medians of {args.runs} runs; every run measures every
 server at every concurrency, in turn; the figures are at each server's peak.
