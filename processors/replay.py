@@ -9,8 +9,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from contract.errors import ServiceUnavailable
 from contract.kafka import rdkafka_logger
@@ -18,6 +26,38 @@ from contract.settings import Settings
 from contract.topics import Topic, topic_name
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_PASSING = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._TRANSPORT,
+        KafkaError._TIMED_OUT,
+        KafkaError._ALL_BROKERS_DOWN,
+    }
+)
+
+
+def _retried(call: Callable[[], T], what: str, timeout_s: float = 30.0) -> T:
+    """`call()`, tried again while Kafka says the error is passing: a topic created a
+    moment ago has no partition leader yet (NOT_LEADER_FOR_PARTITION), a restarted
+    broker is still loading."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            passing = isinstance(error, KafkaError) and (
+                error.retriable() or error.code() in _PASSING
+            )
+            if not passing or time.monotonic() > deadline:
+                raise
+            logger.info("%s: %s; trying again", what, error)
+            time.sleep(0.5)
 
 
 def read_to_end(
@@ -46,10 +86,15 @@ def read_to_end(
         starts = [TopicPartition(name, p, OFFSET_BEGINNING) for p in sorted(partitions)]
         if since is not None:
             starts = [TopicPartition(name, p, int(since * 1000)) for p in sorted(partitions)]
-            starts = consumer.offsets_for_times(starts, timeout=10)
+            starts = _retried(
+                lambda: consumer.offsets_for_times(starts, timeout=10), f"finding {name} offsets"
+            )
         ends: dict[int, int] = {}
         for tp in starts:
-            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            low, high = _retried(
+                lambda tp=tp: consumer.get_watermark_offsets(tp, timeout=10),
+                f"reading {name} watermarks",
+            )
             if high > low and tp.offset != -1:  # -1: nothing at or after `since`
                 ends[tp.partition] = high
         consumer.assign([tp for tp in starts if tp.partition in ends])
