@@ -36,12 +36,12 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from bench.common import (
     RESULTS,
@@ -62,7 +62,7 @@ from bench.common import (
     wait_until,
     write_results,
 )
-from contract.alerts import AlertType
+from contract.alerts import AlertType, scope_key
 from contract.kinds import CallbackKind
 from contract.settings import Settings
 from contract.topics import Topic
@@ -80,7 +80,10 @@ from switchboard.simulate import (
 
 logger = logging.getLogger("bench.pipeline")
 
-WARMUP = Scenario(callbacks=300, seed=424242, campaigns=("warmup",))
+# An account of its own: its failures must not count in the measured runs' account windows.
+WARMUP = Scenario(
+    callbacks=300, seed=424242, campaigns=("warmup",), account_sid="AC" + "0" * 28 + "beef"
+)
 SEED_PATHS = {CallbackKind.SMS: "/smsErrorTracker", CallbackKind.INBOUND_CALL: "/incomingCalls"}
 SEED_APPS = {CallbackKind.SMS: "sms_tracker", CallbackKind.INBOUND_CALL: "inbound_calls"}
 
@@ -90,7 +93,7 @@ class Options:
     rate: float = 5_000
     duration_s: float = 60
     concurrency: int = 128
-    growth_sizes: tuple[int, ...] = (10_000, 100_000)
+    growth_sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
     baseline_sizes: tuple[int, ...] = (10_000, 50_000)
     verify_callbacks: int = 100_000
     runs: int = 3
@@ -101,7 +104,11 @@ class Options:
     log_level: str = "INFO"
     land_timeout_s: float = 600
     parts: tuple[str, ...] = ("steady", "growth", "baseline", "verify")
+    smoke: bool = False
     workdir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
+
+
+WARM_UP_S = 20.0
 
 
 def label(n: int) -> str:
@@ -118,7 +125,7 @@ def sizes_in(figures: dict[str, Any], prefix: str) -> list[int]:
 # --- one Switchboard run --------------------------------------------------------------
 
 
-def _settings(broker: LocalBroker, opts: Options, **overrides: Any) -> Settings:
+def pipeline_settings(broker: LocalBroker, opts: Options, **overrides: Any) -> Settings:
     return bench_settings(
         broker.bootstrap,
         opts.workdir,
@@ -129,7 +136,7 @@ def _settings(broker: LocalBroker, opts: Options, **overrides: Any) -> Settings:
     )
 
 
-def _start(settings: Settings, opts: Options) -> Pipeline:
+def start_pipeline(settings: Settings, opts: Options) -> Pipeline:
     logs = opts.workdir / "logs" / settings.topic_prefix.rstrip(".")
     pipeline = Pipeline(settings, logs, opts.log_level)
     pipeline.start()
@@ -150,7 +157,7 @@ def _wait_landed(offsets: Offsets, timeout_s: float) -> float:
 def absorb(traffic: Traffic, settings: Settings, opts: Options) -> dict[str, float]:
     """Open loop through a fresh pipeline: seconds from the first request to every row
     landed, and CPU seconds per stage."""
-    pipeline = _start(settings, opts)
+    pipeline = start_pipeline(settings, opts)
     try:
         offsets = Offsets(settings)
         with Sampler(pipeline.pids()) as sampler:
@@ -212,7 +219,8 @@ class Watch:
             threading.Thread(target=self._read_alerts, name="watch-alerts", daemon=True),
         ]
         self._events_reader = self._consumer(Topic.EVENTS, OFFSET_END)
-        self._alerts_reader = self._consumer(Topic.ALERTS, OFFSET_BEGINNING)
+        # only alerts raised from now on: a soak's earlier slices raised theirs before
+        self._alerts_reader = self._consumer(Topic.ALERTS, OFFSET_END)
 
     def _consumer(self, topic: Topic, start: int) -> Consumer:
         consumer = Consumer(
@@ -301,15 +309,25 @@ class SendLog:
                 self.failures[f"{alert.value}|{scope}"].append((at, cb.sid))
 
 
-def alert_latencies(log: SendLog, alerts: list[tuple[float, dict[str, Any]]]) -> list[float]:
+def alert_latencies(
+    log: SendLog,
+    alerts: list[tuple[float, dict[str, Any]]],
+    since: float = 0.0,
+    own_scopes: frozenset[str] = frozenset(),
+) -> list[float]:
     """Seconds from the crossing callback to each count alert's arrival on the topic.
 
     The crossing callback is the `threshold`-th failure of the alert's scope sent within
     the alert's window (SMS have no provider timestamp, so the edge's receipt time,
-    a few ms after sending, decides their window)."""
+    a few ms after sending, decides their window). On a pipeline that earlier runs used,
+    an alert whose window opened before `since` (this run's first send) may count their
+    failures too, unless its scope is one of `own_scopes` (this run's campaigns): its
+    crossing callback is unknown, and it is not timed."""
     latencies = []
     for arrived, alert in alerts:
         if alert.get("type") not in (AlertType.SMS_FAILURES, AlertType.CALL_FAILURES):
+            continue
+        if alert.get("window_start", 0) < since and alert.get("scope") not in own_scopes:
             continue
         sends = sorted(
             at
@@ -319,13 +337,45 @@ def alert_latencies(log: SendLog, alerts: list[tuple[float, dict[str, Any]]]) ->
         needed = int(alert["threshold"])
         if needed <= len(sends):
             latencies.append(arrived - sends[needed - 1])
+            if latencies[-1] < 0:
+                logger.warning(
+                    "alert %s %s [%.3f, %.3f) arrived %.3f s before its crossing "
+                    "callback (%d of %d sends in the window) was sent",
+                    alert["type"],
+                    alert["scope"],
+                    alert.get("window_start", 0),
+                    alert.get("window_end", 0),
+                    -latencies[-1],
+                    needed,
+                    len(sends),
+                )
     return latencies
 
 
 def steady(broker: LocalBroker, opts: Options, seed: int) -> dict[str, float]:
-    settings = _settings(broker, opts)
+    """One steady run on a fresh pipeline."""
+    settings = pipeline_settings(broker, opts)
+    pipeline = start_pipeline(settings, opts)
+    try:
+        return measure_steady(broker, pipeline, settings, opts, seed)
+    finally:
+        pipeline.stop()
+
+
+def measure_steady(
+    broker: LocalBroker,
+    pipeline: Pipeline,
+    settings: Settings,
+    opts: Options,
+    seed: int,
+    *,
+    shared: bool = False,
+) -> dict[str, float]:
+    """`opts.rate` callbacks/s for `opts.duration_s` through a running pipeline, on
+    campaigns of its own (named by `seed`); `shared`: earlier runs used this pipeline."""
     total = int(opts.rate * opts.duration_s)
-    campaigns = tuple(f"wave-{i:03d}" for i in range(max(1, int(opts.duration_s // 2))))
+    waves = range(max(1, int(opts.duration_s // 2)))
+    campaigns = tuple(f"s{seed}-wave-{i:03d}" for i in waves)
     traffic = generate(
         Scenario(
             callbacks=total,
@@ -344,57 +394,56 @@ def steady(broker: LocalBroker, opts: Options, seed: int) -> dict[str, float]:
         if i % every == 0 and not cb.duplicate
     }
     log = SendLog(markers)
-    pipeline = _start(settings, opts)
-    try:
-        pids = pipeline.pids() | {"broker": broker.pid() or 0, "load generator": os.getpid()}
-        with Watch(settings, markers) as watch, Sampler(pids) as sampler:
-            report = send(
-                traffic.callbacks,
-                edge_targets(pipeline.edge_url),
-                rate=opts.rate,
-                concurrency=opts.concurrency,
-                observe=log,
-                progress=sys.stderr.isatty(),
-            )
-            _check(report)
-            done = _wait_landed(Offsets(settings), opts.land_timeout_s)
-            time.sleep(1.0)  # the last commits' polls, and alerts raised by the last callbacks
-        landed = watch.landed_at()
-        rows_ms = [1000 * (landed[m] - log.sent_at[m]) for m in landed if m in log.sent_at]
-        # where the time goes: to the normalized event on Kafka, then into ClickHouse
-        events_ms = [
-            1000 * (watch.produced_at[m] - log.sent_at[m])
-            for m in watch.produced_at
-            if m in log.sent_at
-        ]
-        alerts_ms = [1000 * s for s in alert_latencies(log, watch.alerts)]
-        figures = {
-            "offered_per_s": opts.rate,
-            "acked_per_s": report.per_s,
-            "sustained_per_s": total / (done - report.started_at),
-            "edge_latency_p99_ms": report.latency_ms.get("p99"),
-            "row_p50_ms": percentile(rows_ms, 50),
-            "row_p99_ms": percentile(rows_ms, 99),
-            "row_markers": len(rows_ms),
-            "event_p50_ms": percentile(events_ms, 50),
-            "event_p99_ms": percentile(events_ms, 99),
-            "alert_p50_ms": percentile(alerts_ms, 50),
-            "alert_p99_ms": percentile(alerts_ms, 99),
-            "alerts_timed": len(alerts_ms),
-            "alerts_received": len(watch.alerts),
-        }
-        stats = sampler.summary()
-        for name, s in stats.items():
-            key = name.replace(" ", "_")
-            for figure in ("cpu_pct", "rss_mb_start", "rss_mb_end", "rss_growth_pct"):
-                figures[f"{key}_{figure}"] = s[figure]
-        figures["rss_growth_pct_max"] = max(
-            (stats[s]["rss_growth_pct"] for s in ("edge", "processors", "sink") if s in stats),
-            default=None,
+    pids = pipeline.pids() | {"broker": broker.pid() or 0, "load generator": os.getpid()}
+    with Watch(settings, markers) as watch, Sampler(pids) as sampler:
+        report = send(
+            traffic.callbacks,
+            edge_targets(pipeline.edge_url),
+            rate=opts.rate,
+            concurrency=opts.concurrency,
+            observe=log,
+            progress=sys.stderr.isatty(),
         )
-        return figures
-    finally:
-        pipeline.stop()
+        _check(report)
+        done = _wait_landed(Offsets(settings), opts.land_timeout_s)
+        time.sleep(1.0)  # the last commits' polls, and alerts raised by the last callbacks
+    landed = watch.landed_at()
+    rows_ms = [1000 * (landed[m] - log.sent_at[m]) for m in landed if m in log.sent_at]
+    # where the time goes: to the normalized event on Kafka, then into ClickHouse
+    events_ms = [
+        1000 * (watch.produced_at[m] - log.sent_at[m])
+        for m in watch.produced_at
+        if m in log.sent_at
+    ]
+    # a fresh pipeline (no earlier run) has no failures but this run's to count
+    since = report.started_at if shared else 0.0
+    own = frozenset(scope_key("campaign", c) for c in campaigns)
+    alerts_ms = [1000 * s for s in alert_latencies(log, watch.alerts, since, own)]
+    figures = {
+        "offered_per_s": opts.rate,
+        "acked_per_s": report.per_s,
+        "sustained_per_s": total / (done - report.started_at),
+        "edge_latency_p99_ms": report.latency_ms.get("p99"),
+        "row_p50_ms": percentile(rows_ms, 50),
+        "row_p99_ms": percentile(rows_ms, 99),
+        "row_markers": len(rows_ms),
+        "event_p50_ms": percentile(events_ms, 50),
+        "event_p99_ms": percentile(events_ms, 99),
+        "alert_p50_ms": percentile(alerts_ms, 50),
+        "alert_p99_ms": percentile(alerts_ms, 99),
+        "alerts_timed": len(alerts_ms),
+        "alerts_received": len(watch.alerts),
+    }
+    stats = sampler.summary()
+    for name, s in stats.items():
+        key = name.replace(" ", "_")
+        for figure in ("cpu_pct", "rss_mb_start", "rss_mb_end", "rss_growth_pct"):
+            figures[f"{key}_{figure}"] = s[figure]
+    figures["rss_growth_pct_max"] = max(
+        (stats[s]["rss_growth_pct"] for s in ("edge", "processors", "sink") if s in stats),
+        default=None,
+    )
+    return figures
 
 
 # --- growth ------------------------------------------------------------------------------
@@ -412,7 +461,9 @@ def growth(broker: LocalBroker, opts: Options) -> dict[str, float]:
                 reorder_rate=opts.reorder,
             )
         )
-        result = repeat(opts.runs, lambda t=traffic: absorb(t, _settings(broker, opts), opts))
+        result = repeat(
+            opts.runs, lambda t=traffic: absorb(t, pipeline_settings(broker, opts), opts)
+        )
         figures[f"absorb_s_{label(n)}"] = result["seconds"]
         figures[f"cost_us_per_callback_{label(n)}"] = 1e6 * result["seconds"] / n
         figures[f"cpu_us_per_callback_{label(n)}"] = result["cpu_us_per_callback"]
@@ -505,7 +556,7 @@ def baseline(broker: LocalBroker, opts: Options) -> dict[str, float]:
             figures[f"seed_{server}_500s_{tag}"] = result["errors_500"]
             figures[f"seed_{server}_sms_500s_{tag}"] = result["sms_500"]
             figures[f"seed_{server}_inbound_500s_{tag}"] = result["inbound_500"]
-        ours = repeat(opts.runs, lambda t=traffic: absorb(t, _settings(broker, opts), opts))
+        ours = repeat(opts.runs, lambda t=traffic: absorb(t, pipeline_settings(broker, opts), opts))
         figures[f"switchboard_s_{tag}"] = ours["seconds"]
         figures[f"baseline_ratio_{tag}"] = figures[f"seed_flask_s_{tag}"] / ours["seconds"]
         figures[f"baseline_ratio_gunicorn_{tag}"] = (
@@ -518,11 +569,11 @@ def baseline(broker: LocalBroker, opts: Options) -> dict[str, float]:
 
 
 def verify(broker: LocalBroker, opts: Options) -> dict[str, float]:
-    settings = _settings(broker, opts)
+    settings = pipeline_settings(broker, opts)
     traffic = generate(
         Scenario(callbacks=opts.verify_callbacks, seed=77, duplicate_rate=0.1, reorder_rate=0.1)
     )
-    pipeline = _start(settings, opts)
+    pipeline = start_pipeline(settings, opts)
     try:
         _check(
             send(traffic.callbacks, edge_targets(pipeline.edge_url), concurrency=opts.concurrency)
@@ -715,6 +766,7 @@ def parse(argv: list[str] | None) -> Options:
         parts=tuple(x.strip() for x in a.parts.split(",") if x.strip()),
     )
     if a.smoke:
+        opts.smoke = True
         opts.rate, opts.duration_s, opts.runs, opts.baseline_runs = 500, 6, 1, 1
         opts.growth_sizes, opts.baseline_sizes = (2_000, 5_000), (2_000,)
         opts.verify_callbacks, opts.alert_threshold = 3_000, 10
@@ -724,6 +776,15 @@ def parse(argv: list[str] | None) -> Options:
 def _earlier() -> dict[str, Any]:
     path = RESULTS / "pipeline.json"
     return dict(json.loads(path.read_text())) if path.exists() else {}
+
+
+def warm_up(broker: LocalBroker, opts: Options) -> None:
+    """A fresh broker spends its first minute compiling (HotSpot's C2 thread took half
+    its CPU in a 30 s run, and the first of three runs was a fifth slower): a steady
+    run whose figures are thrown away, so that every part measures a broker in its
+    steady state, as a production one is."""
+    logger.info("warming the broker up: %.0f s at %.0f callbacks/s", WARM_UP_S, opts.rate)
+    steady(broker, replace(opts, duration_s=WARM_UP_S, runs=1), seed=7)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -740,6 +801,8 @@ def main(argv: list[str] | None = None) -> None:
         "verify": lambda: verify(broker, opts),
     }
     try:
+        if not opts.smoke:
+            warm_up(broker, opts)
         for part in opts.parts:
             logger.info("part %s", part)
             started = time.monotonic()

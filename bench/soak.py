@@ -3,9 +3,10 @@
     python -m bench.soak --minutes 30 --rate 1000     # the recorded run
     python -m bench.soak --minutes 2 --rate 300       # a quick check that it works
 
-It is the pipeline benchmark's steady part run long, in slices: each slice reports the
-sustained rate, row and alert latency, and the RSS of every stage, so a leak or a slow
-drift shows as a trend across slices rather than vanishing into one median.
+It is the pipeline benchmark's steady part run long on one pipeline (the same stage
+processes from start to end), in slices: each slice reports the sustained rate, row
+and alert latency, and the RSS of every stage, so a leak or a slow drift shows as a
+trend across slices rather than vanishing into one median.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import fmt, machine_info, start_broker, write_results
-from bench.pipeline import Options, steady
+from bench.pipeline import Options, measure_steady, pipeline_settings, start_pipeline, warm_up
 
 logger = logging.getLogger("bench.soak")
 
@@ -31,13 +32,17 @@ def render(slices: list[dict[str, Any]], opts: argparse.Namespace) -> str:
         "## Soak",
         "",
         f"{opts.minutes:g} minutes at {opts.rate:g} callbacks/s, in slices of "
-        f"{opts.slice:g} minutes; each slice a fresh campaign on the same broker.",
+        f"{opts.slice:g} minutes, on one broker and one set of stage processes (the "
+        "RSS columns are the same processes all along); each slice its own campaigns.",
         "",
         "| slice | sustained/s | row p99 ms | alert p99 ms | "
         + " | ".join(f"{s} RSS MB" for s in STAGES)
         + " |",
         "| ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in STAGES) + " |",
     ]
+    if slices:
+        rss = " | ".join(fmt(slices[0].get(f"{st}_rss_mb_start")) for st in STAGES)
+        lines.append(f"| start | | | | {rss} |")
     for i, s in enumerate(slices, 1):
         rss = " | ".join(fmt(s.get(f"{st}_rss_mb_end")) for st in STAGES)
         lines.append(
@@ -64,22 +69,32 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-soak-"))
     broker = start_broker(workdir)
     slices: list[dict[str, Any]] = []
+    run = Options(
+        rate=opts.rate,
+        duration_s=60 * opts.slice,
+        workdir=workdir,
+        log_level=opts.log_level,
+        runs=1,
+    )
     try:
-        deadline = time.monotonic() + 60 * opts.minutes
-        while time.monotonic() < deadline:
-            run = Options(
-                rate=opts.rate,
-                duration_s=60 * opts.slice,
-                workdir=workdir,
-                log_level=opts.log_level,
-                runs=1,
-            )
-            slices.append(steady(broker, run, seed=len(slices) + 1))
-            logger.info(
-                "slice %d: %s",
-                len(slices),
-                {k: slices[-1][k] for k in ("sustained_per_s", "row_p99_ms", "rss_growth_pct_max")},
-            )
+        warm_up(broker, run)
+        settings = pipeline_settings(broker, run)
+        pipeline = start_pipeline(settings, run)
+        try:
+            deadline = time.monotonic() + 60 * opts.minutes
+            while time.monotonic() < deadline:
+                seed = len(slices) + 1
+                slices.append(
+                    measure_steady(broker, pipeline, settings, run, seed=seed, shared=seed > 1)
+                )
+                logger.info(
+                    "slice %d: %s",
+                    len(slices),
+                    {k: slices[-1][k] for k in ("sustained_per_s", "row_p99_ms")}
+                    | {f"{st}_rss_mb": slices[-1].get(f"{st}_rss_mb_end") for st in STAGES},
+                )
+        finally:
+            pipeline.stop()
     finally:
         broker.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -90,6 +105,11 @@ def main(argv: list[str] | None = None) -> None:
         "row_p99_ms_max": max(s["row_p99_ms"] or 0 for s in slices),
         "rss_growth_pct_max": max(s["rss_growth_pct_max"] or 0 for s in slices),
     }
+    # the whole soak's growth per stage: first slice's start to last slice's end
+    for stage in STAGES:
+        first, last = slices[0].get(f"{stage}_rss_mb_start"), slices[-1].get(f"{stage}_rss_mb_end")
+        if first and last:
+            figures[f"{stage}_rss_growth_pct_soak"] = round(100 * (last - first) / first, 1)
     write_results("soak", figures, render(slices, opts), machine=machine_info(), config=vars(opts))
 
 
