@@ -46,7 +46,17 @@ HEADLINES: dict[str, list[tuple[str, str]]] = {
         ("durable_vs_bare_pct_1w", ">= 70"),
     ],
     "process": [("events_per_s_1w", ">= 10,000")],
-    "sink": [("rows_per_s_default_batch", ">= 200,000")],
+    "sink": [
+        ("rows_per_s_default_batch", ">= 200,000"),
+        ("insert_rows_per_s_default_batch", ""),
+    ],
+    "soak": [
+        ("sustained_per_s_min", ""),
+        ("row_p99_ms_max", ""),
+        ("edge_rss_growth_pct_soak", "flat"),
+        ("processors_rss_growth_pct_soak", "flat"),
+        ("sink_rss_growth_pct_soak", "flat"),
+    ],
 }
 REPRODUCE = """\
 ## Reproduce
@@ -57,16 +67,17 @@ Run on a quiet machine: every benchmark shares it with the pipeline it measures.
 |---|---|---|
 | everything, then this page | `make bench` (the `bench` extra, then `python -m bench all`) \
 | 40 min |
-| the whole pipeline, all parts | `python -m bench pipeline` | 30 min |
-| growth up to 1M callbacks (merged into pipeline.json) | \
-`python -m bench pipeline --parts growth --growth-sizes 10000,100000,1000000 --runs 1` | 15 min |
+| the whole pipeline, all parts (after 20 s of warm-up) | `python -m bench pipeline` \
+| 30 min |
+| growth at 10k, 100k and 1M callbacks (merged into pipeline.json) | \
+`python -m bench pipeline --parts growth` | 10 min |
 | steady load only | `python -m bench pipeline --parts steady --rate 5000 --duration 60` | 5 min |
 | the seed baseline only | `python -m bench pipeline --parts baseline` | 15 min |
 | ground truth vs `switchboard report` at 100k | \
 `python -m bench pipeline --parts verify --verify-callbacks 100000` | 3 min |
 | a smoke run of every part at tiny sizes | `python -m bench pipeline --smoke` | 2 min |
-| the soak: 30 minutes at 1,000/s, RSS and latency per 5-minute slice | \
-`python -m bench soak --minutes 30 --rate 1000` | 30 min |
+| the soak: 30 minutes at 1,000/s on one pipeline, RSS and latency per 5-minute slice \
+| `python -m bench soak --minutes 30 --rate 1000` | 30 min |
 | re-render this page | `python -m bench render` | |
 """
 _HAS_MAIN = re.compile(r"^def main\(", re.MULTILINE)

@@ -355,10 +355,11 @@ The bar (issue 3), one worker, in this run: **{verdict}**. Besides the edge, the
 for {fmt(f["acknowledged_total"])} acknowledged (more is fine: wrk stops counting with
 requests in flight).
 
-Machine: {machine.get("cores")} cores ({machine.get("cpu_model")}), shared with other
-engineers' brokers, tests and benchmarks: the load average went from {low_load} to
-{high_load} during the measurements. wrk, the broker and the server share the same cores,
-so these figures move with the contention; the CPU per request is the steadier comparison.
+Machine: {machine.get("cores")} cores ({machine.get("cpu_model")}); the load average went
+from {low_load} to {high_load} during the measurements. wrk, the broker and the server share
+the same cores, so these figures move with the contention; the CPU per request is the
+steadier comparison. Past the peak, more connections only queue: compare p99 across the
+sweep below.
 
 {chr(10).join(sweep)}
 """
