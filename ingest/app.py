@@ -66,7 +66,10 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    if await asyncio.to_thread(request.state.producer.reachable):
+    producer = request.state.producer
+    if producer.fatal is not None:
+        return PlainTextResponse(f"kafka producer failed: {producer.fatal.str()}", 503)
+    if await asyncio.to_thread(producer.reachable):
         return PlainTextResponse("ready")
     return PlainTextResponse("kafka unreachable", 503, headers={"Retry-After": "5"})
 

@@ -30,7 +30,8 @@ class AsyncProducer:
     """Create it inside the running loop (the edge's lifespan); `close()` flushes."""
 
     def __init__(self, config: dict[str, Any]) -> None:
-        self._producer = Producer(config)
+        self.fatal: KafkaError | None = None  # the idempotent producer cannot go on
+        self._producer = Producer({**config, "error_cb": self._on_error})
         self._loop = asyncio.get_running_loop()
         # (deadline, future, topic, key) in send order, which is also deadline order
         self._pending: deque[tuple[float, asyncio.Future[None], str, bytes]] = deque()
@@ -38,6 +39,8 @@ class AsyncProducer:
         self._busy = False
 
     async def send(self, topic: str, key: bytes, value: bytes, timeout_s: float) -> None:
+        if self.fatal is not None:
+            raise DeliveryFailed(f"fatal producer error: {self.fatal.str()}", topic=topic)
         done = self._loop.create_future()
         try:
             self._producer.produce(topic, value, key, on_delivery=partial(_settle, done, topic))
@@ -69,7 +72,20 @@ class AsyncProducer:
         self._busy = bool(pending)
         self._timer = self._loop.call_later(BUSY_POLL_S if pending else IDLE_POLL_S, self._tick)
 
+    def _on_error(self, err: KafkaError) -> None:
+        """librdkafka's client-level errors, served by poll(). Most pass (a broker
+        down, a reconnect); a fatal one (the idempotent producer lost its sequence)
+        ends this producer: the edge answers 503 and says not ready until restarted."""
+        if err.fatal():
+            if self.fatal is None:
+                logger.critical("fatal Kafka producer error, restart the edge: %s", err.str())
+            self.fatal = err
+        else:
+            logger.warning("kafka producer: %s", err.str())
+
     def reachable(self, timeout_s: float = 1.0) -> bool:
+        if self.fatal is not None:
+            return False
         try:
             md = self._producer.list_topics(timeout=timeout_s)
         except KafkaException:
