@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     state_ttl_s: int = Field(
         2 * 86400, ge=60, description="per-SID state is forgotten this long after its last change"
     )
+    # A SID in a final status (delivered, failed, completed, ...) only hears again from
+    # provider retries, which come within minutes: kept 2 days like the others, the
+    # states of a campaign's finished messages were most of the processors' memory.
+    final_state_ttl_s: int = Field(
+        3600, ge=60, description="per-SID state in a final status is forgotten this long after"
+    )
     process_session_timeout_s: float = Field(
         10.0, ge=6, le=300, description="a dead worker's partitions move on after this long"
     )

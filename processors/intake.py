@@ -307,14 +307,18 @@ class Intake:
 
     def _sweep(self, producer: Producer) -> None:
         self._last_sweep = time.monotonic()
-        forgotten = self.store.expire(time.time() - self.settings.state_ttl_s)
+        now = time.time()
+        forgotten = self.store.expire(
+            now - self.settings.state_ttl_s, now - self.settings.final_state_ttl_s
+        )
         state_topic = self._name(Topic.SID_STATE)
         for partition, key in forgotten:
             self._produce(producer, state_topic, key.encode(), None, partition)
         if forgotten:
             logger.info(
-                "forgot %d per-SID states older than %d s",
+                "forgot %d per-SID states (final ones after %d s, others after %d s)",
                 len(forgotten),
+                self.settings.final_state_ttl_s,
                 self.settings.state_ttl_s,
             )
 
@@ -358,7 +362,7 @@ def recover_states(settings: Settings, partitions: set[int]) -> dict[int, dict[s
         key = message.key().decode()
         value = message.value()
         if value is None:
-            states[message.partition()].pop(key, None)  # forgotten after state_ttl_s
+            states[message.partition()].pop(key, None)  # forgotten (SidStore.expire)
         else:
             states[message.partition()][key] = state_from_record(value)
 

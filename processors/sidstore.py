@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from processors.state import SidState
+from processors.state import SidState, is_final
 
 
 class SidStore:
@@ -29,11 +29,16 @@ class SidStore:
         for partition in [p for p in self.partitions if p not in wanted]:
             del self.partitions[partition]
 
-    def expire(self, before: float) -> list[tuple[int, str]]:
-        """Forget states last changed before `before`; returns what was forgotten."""
+    def expire(self, before: float, final_before: float) -> list[tuple[int, str]]:
+        """Forget states last changed before `before`, or before `final_before` if in a
+        final status; returns what was forgotten."""
         gone = []
         for partition, states in self.partitions.items():
-            old = [key for key, state in states.items() if state.received_at < before]
+            old = [
+                key
+                for key, state in states.items()
+                if state.received_at < (final_before if is_final(key, state) else before)
+            ]
             for key in old:
                 del states[key]
             gone.extend((partition, key) for key in old)

@@ -68,8 +68,22 @@ _CALL_FIELD = {
 }
 
 
+# By key prefix: the statuses of the highest rank, after which only a provider's retry
+# or a late straggler of the same SID can still arrive.
+_FINAL: dict[str, frozenset[str]] = {
+    prefix: frozenset(
+        status for status, rank in kind.spec.ranks.items() if rank == max(kind.spec.ranks.values())
+    )
+    for kind, prefix in _KEY_PREFIX.items()
+}
+
+
 def state_key(kind: CallbackKind, sid: str) -> str:
     return f"{_KEY_PREFIX[kind]}:{sid}"
+
+
+def is_final(key: str, state: SidState) -> bool:
+    return state.status in _FINAL.get(key.partition(":")[0], frozenset())
 
 
 @dataclass(frozen=True, slots=True)

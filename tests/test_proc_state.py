@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from contract.kinds import CallbackKind
-from processors.state import SidState, Transition, scopes, state_from_record, step
+from processors.sidstore import SidStore
+from processors.state import SidState, Transition, scopes, state_from_record, state_key, step
 from tests.callbacks import ACCOUNT, call, event, recording, sms
 
 T = 1_800_000_000.0
@@ -144,3 +145,28 @@ def test_recording_completes_once_and_counts_nothing() -> None:
 def test_status_change_record_round_trips_the_state() -> None:
     [transition] = run(sms("SM1", "sent", at=T, media=2))
     assert state_from_record(transition.record()) == transition.state
+
+
+def test_final_states_are_forgotten_sooner_than_the_others() -> None:
+    store = SidStore()
+    store.load(0, {})
+    now = 10_000.0
+    keys = {
+        "delivered": state_key(CallbackKind.SMS, "SM1"),
+        "sent": state_key(CallbackKind.SMS, "SM2"),
+        "completed": state_key(CallbackKind.VOICE, "CA1"),
+        "in-progress": state_key(CallbackKind.VOICE, "CA2"),
+        "fresh": state_key(CallbackKind.SMS, "SM3"),
+    }
+    store.put(0, keys["delivered"], SidState("delivered", received_at=now - 100))
+    store.put(0, keys["sent"], SidState("sent", received_at=now - 100))
+    store.put(0, keys["completed"], SidState("completed", received_at=now - 100))
+    store.put(0, keys["in-progress"], SidState("in-progress", received_at=now - 100))
+    store.put(0, keys["fresh"], SidState("delivered", received_at=now - 10))
+
+    gone = store.expire(before=now - 1_000, final_before=now - 50)
+
+    assert sorted(gone) == sorted([(0, keys["delivered"]), (0, keys["completed"])])
+    assert store.get(0, keys["sent"]) is not None
+    assert store.get(0, keys["in-progress"]) is not None
+    assert store.get(0, keys["fresh"]) is not None
