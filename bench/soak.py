@@ -33,7 +33,10 @@ def render(slices: list[dict[str, Any]], opts: argparse.Namespace) -> str:
         "",
         f"{opts.minutes:g} minutes at {opts.rate:g} callbacks/s, in slices of "
         f"{opts.slice:g} minutes, on one broker and one set of stage processes (the "
-        "RSS columns are the same processes all along); each slice its own campaigns.",
+        "RSS columns are the same processes all along); each slice its own campaigns. "
+        f"SWITCHBOARD_FINAL_STATE_TTL_S={opts.final_state_ttl} (default 3600), so that "
+        "the processors' per-SID state reaches its plateau within the soak: it holds the "
+        "SIDs of the last TTL, then forgets as many as it learns.",
         "",
         "| slice | sustained/s | row p99 ms | alert p99 ms | "
         + " | ".join(f"{s} RSS MB" for s in STAGES)
@@ -52,7 +55,7 @@ def render(slices: list[dict[str, Any]], opts: argparse.Namespace) -> str:
     lines += [
         "",
         f"Command: `python -m bench.soak --minutes {opts.minutes:g} "
-        f"--rate {opts.rate:g} --slice {opts.slice:g}`",
+        f"--rate {opts.rate:g} --slice {opts.slice:g} --final-state-ttl {opts.final_state_ttl}`",
         "",
     ]
     return "\n".join(lines)
@@ -65,6 +68,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rate", type=float, default=1_000, help="callbacks/s")
     p.add_argument("--slice", type=float, default=5, help="minutes per reported slice")
     p.add_argument("--log-level", default="WARNING", help="SWITCHBOARD_LOG_LEVEL of the stages")
+    p.add_argument(
+        "--final-state-ttl",
+        type=int,
+        default=300,
+        help="SWITCHBOARD_FINAL_STATE_TTL_S of the processors (default 1 h): shorter, so "
+        "that a half-hour soak reaches the plateau of per-SID state",
+    )
     opts = p.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="bench-soak-"))
     broker = start_broker(workdir)
@@ -78,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     try:
         warm_up(broker, run)
-        settings = pipeline_settings(broker, run)
+        settings = pipeline_settings(broker, run, final_state_ttl_s=opts.final_state_ttl)
         pipeline = start_pipeline(settings, run)
         try:
             deadline = time.monotonic() + 60 * opts.minutes
