@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -101,6 +102,11 @@ def create_app(settings: Settings | None = None) -> Edge:
             settings.topic_prefix,
             settings.public_url or "the request",
         )
+        # Everything alive now (modules, the app) lives until exit: out of the collector's
+        # sight, full collections stop walking it on the hot path (bench/ingest: p99 at
+        # 128 connections 32 -> 20 ms).
+        gc.collect()
+        gc.freeze()
         try:
             yield {"producer": producer}
         finally:
