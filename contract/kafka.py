@@ -102,3 +102,28 @@ def ensure_topics(settings: Settings, topics: list[Topic] | None = None) -> None
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
+    _wait_for_leaders(client, [t.topic for t in new])
+
+
+def _wait_for_leaders(client: AdminClient, names: list[str], timeout_s: float = 30.0) -> None:
+    """Until every partition of `names` has a leader: a topic whose creation was just
+    acknowledged can still answer NOT_LEADER_FOR_PARTITION to the stage that reads it
+    first (the processors' start-up replay did)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        topics = client.list_topics(timeout=10).topics
+        pending = [
+            name
+            for name in names
+            if name not in topics
+            or topics[name].error is not None
+            or not topics[name].partitions
+            or any(p.leader < 0 for p in topics[name].partitions.values())
+        ]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise ServiceUnavailable(
+                f"topics {pending} have no partition leader after {timeout_s:.0f} s"
+            )
+        time.sleep(0.1)

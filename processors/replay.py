@@ -42,9 +42,9 @@ _PASSING = frozenset(
 
 
 def _retried(call: Callable[[], T], what: str, timeout_s: float = 30.0) -> T:
-    """`call()`, tried again while Kafka says the error is passing: a topic created a
-    moment ago has no partition leader yet (NOT_LEADER_FOR_PARTITION), a restarted
-    broker is still loading."""
+    """`call()`, tried again while Kafka says the error is passing: a restarted broker
+    still electing leaders or loading (`ensure_topics` already waits out the same for
+    topics it creates)."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
