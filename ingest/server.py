@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 from pathlib import Path
 
 import uvicorn
@@ -29,9 +28,7 @@ def serve(settings: Settings) -> None:
     if settings.ingest_workers > 1:
         metrics_dir = _multiprocess_metrics(settings)
     # uvicorn restores the previous handlers after its graceful shutdown and re-raises the
-    # signal; a no-op handler here turns a clean SIGTERM/SIGINT stop into exit status 0.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: None)
+    # signal; the previous ones (switchboard.stop_cleanly_while_starting) exit with 0.
     try:
         uvicorn.run(
             create_app(settings) if metrics_dir is None else "ingest.server:worker_app",

@@ -30,8 +30,7 @@ def build(settings: Settings, published: set[str] | None = None):  # noqa: ANN20
 
 def run(settings: Settings, metrics_port: int | None = None) -> None:
     """Blocks until SIGTERM/SIGINT; then the intake and faust commit what they did and stop."""
-    # until faust installs its own handlers, a stop request during start-up is a clean exit
-    signal.signal(signal.SIGTERM, _exit_cleanly)
+    # until faust installs its own handlers, SIGTERM exits cleanly (switchboard.__main__)
     check_templates(settings)
     wait_for_kafka(settings)
     ensure_topics(settings)  # faust does not create source topics, and wants our partitions
@@ -69,10 +68,6 @@ def run(settings: Settings, metrics_port: int | None = None) -> None:
         # supervisor must see the exit to restart us.
         logging.shutdown()
         os._exit(code)
-
-
-def _exit_cleanly(signum: int, frame: object) -> None:
-    raise SystemExit(0)
 
 
 def _run_intake(intake: Intake, failed: threading.Event) -> None:

@@ -1,3 +1,7 @@
-from switchboard.cli import main
+from switchboard import stop_cleanly_while_starting
+
+stop_cleanly_while_starting()  # before the imports: they are a second of the start-up
+
+from switchboard.cli import main  # noqa: E402
 
 main()

@@ -18,7 +18,7 @@ from contract.errors import SwitchboardError
 from contract.settings import Settings, load_settings
 from sinks.clickhouse.reports import DESCRIPTIONS as REPORT_DESCRIPTIONS
 from sinks.clickhouse.reports import REPORTS, Filters
-from switchboard import logs
+from switchboard import logs, stop_cleanly_while_starting
 
 app = typer.Typer(
     help="Switchboard: SignalWire status callbacks through Kafka into ClickHouse.",
@@ -297,6 +297,7 @@ def broker_fetch() -> None:
 
 
 def main() -> None:
+    stop_cleanly_while_starting()
     logs.configure()
     try:
         app()

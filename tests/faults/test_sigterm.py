@@ -3,6 +3,7 @@ every acknowledged callback is in ClickHouse exactly once."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +26,9 @@ def test_sigterm_to_every_stage_loses_nothing(child_settings: Settings, tmp_path
     callbacks = sms_callbacks(500)
     try:
         wait_for(lambda: post_form(edge, callbacks[0]) == 204, timeout=60, what="the edge")
+        # stopped mid-work, not mid-start (test_sigterm_while_starting covers that)
+        wait_for(lambda: "sink running" in sink.log(), timeout=60, what="the sink")
+        wait_for(lambda: "intake consuming" in process.log(), timeout=60, what="the intake")
         answers: dict[int, int] = {0: 204}
 
         def send(i: int) -> None:
@@ -65,3 +69,20 @@ def test_sigterm_to_every_stage_loses_nothing(child_settings: Settings, tmp_path
         for stage in (ingest, process, sink):
             if stage.alive():
                 stage.kill()
+
+
+@pytest.mark.parametrize("stage", ["ingest", "process", "sink"])
+@pytest.mark.parametrize("after_s", [0.3, 1.5])
+def test_sigterm_while_starting(
+    child_settings: Settings, tmp_path: Path, stage: str, after_s: float
+) -> None:
+    """A stage stopped while it imports, waits for Kafka or opens chDB has acknowledged
+    nothing: it must exit 0 at once, not die by the signal (a supervisor reads -15 as
+    a crash)."""
+    starting = Stage(stage, child_settings, tmp_path).start()
+    time.sleep(after_s)
+    try:
+        assert starting.terminate(timeout=20) == 0, starting.log()[-2000:]
+    finally:
+        if starting.alive():
+            starting.kill()
