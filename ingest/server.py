@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import uvicorn
@@ -12,6 +13,7 @@ import uvicorn
 from contract.settings import Settings, load_settings
 from ingest.app import Edge, create_app
 from ingest.metrics import MULTIPROC_DIR
+from switchboard import exit_cleanly
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +30,8 @@ def serve(settings: Settings) -> None:
     if settings.ingest_workers > 1:
         metrics_dir = _multiprocess_metrics(settings)
     # uvicorn restores the previous handlers after its graceful shutdown and re-raises the
-    # signal; the previous ones (switchboard.stop_cleanly_while_starting) exit with 0.
+    # signal; these exit with 0 (SIGTERM's is switchboard.stop_cleanly_while_starting).
+    signal.signal(signal.SIGINT, exit_cleanly)
     try:
         uvicorn.run(
             create_app(settings) if metrics_dir is None else "ingest.server:worker_app",
