@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
@@ -25,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 # Handles one record; returns False when it gave up (stopping), so the offset stays.
 Handler = Callable[[Message, Callable[[float], bool]], bool]
+T = TypeVar("T")
 
 
 def sink_consumer(settings: Settings, group: str) -> Consumer:
@@ -62,6 +64,25 @@ def paused_wait(consumer: Consumer, seconds: float, interrupted: Callable[[], bo
         # after a rebalance inside poll() some of these may be gone; resume what is ours
         current = {(tp.topic, tp.partition) for tp in consumer.assignment()}
         consumer.resume([tp for tp in assignment if (tp.topic, tp.partition) in current])
+
+
+def until_done(
+    what: str, attempt: Callable[[], T], *, wait: Callable[[float], bool], settings: Settings
+) -> T | None:
+    """`attempt()` until it returns, for a step the record cannot be acknowledged
+    without (ClickHouse or Kafka down): each error is logged with `what`, then waited
+    out with exponential backoff (`rest_retry_base_s`, doubling, capped by
+    `sink_retry_max_s`). None if `wait` gives up first (stopping, or the partition was
+    revoked): the caller then leaves its record unacknowledged, to be read again."""
+    backoff = settings.rest_retry_base_s
+    while True:
+        try:
+            return attempt()
+        except Exception as exc:  # noqa: BLE001 - retried until it works or we stop
+            logger.error("%s failed (%s); retrying in %.1f s", what, exc, backoff)
+            if not wait(backoff):
+                return None
+            backoff = min(backoff * 2, settings.sink_retry_max_s)
 
 
 class RecordLoop:

@@ -27,7 +27,7 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from prometheus_client import Counter
 
 from contract.forwards import ForwardRequest
@@ -36,6 +36,7 @@ from contract.topics import Topic, topic_name
 from sinks import faults
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.writer import json_rows
+from sinks.consuming import until_done
 from sinks.signalwire.client import make_client, retrying, send_sms
 
 logger = logging.getLogger(__name__)
@@ -144,13 +145,11 @@ class Dispatcher:
     def dead_letter(self, key: str | None, record: dict[str, Any], wait: Wait) -> bool:
         """Put `record` on forwards.dead-letter and wait for Kafka's acknowledgement;
         retried while Kafka does not take it. False if the caller is stopping first."""
-        backoff = self.settings.rest_retry_base_s
-        while True:
+
+        def produce() -> bool:
             errors: list[KafkaError] = []
 
-            def delivered(
-                err: KafkaError | None, _msg: object, errors: list[KafkaError] = errors
-            ) -> None:
+            def delivered(err: KafkaError | None, _msg: object) -> None:
                 if err is not None:
                     errors.append(err)
 
@@ -160,37 +159,29 @@ class Dispatcher:
                 value=orjson.dumps(record),
                 on_delivery=delivered,
             )
-            left = self._producer.flush(30)
-            if not errors and left == 0:
-                return True
-            logger.error(
-                "dead-letter record for %s not acknowledged (%s); retrying in %.1f s",
-                key or "-",
-                errors[0] if errors else "timeout",
-                backoff,
-            )
-            if not wait(backoff):
-                return False
-            backoff = min(backoff * 2, self.settings.sink_retry_max_s)
+            if self._producer.flush(30):
+                raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "not acknowledged in 30 s"))
+            if errors:
+                raise KafkaException(errors[0])
+            return True
+
+        what = f"dead-letter record for {key or '-'}"
+        return until_done(what, produce, wait=wait, settings=self.settings) is not None
 
     def _recorded_state(self, forward_id: str, wait: Wait) -> str | None:
         """The recorded state ('' if none); None if ClickHouse did not answer before a stop."""
-        backoff = self.settings.rest_retry_base_s
-        while True:
-            try:
-                rows = self.store.query(
-                    f"SELECT state FROM {self.store.table('forwards')} FINAL "
-                    "WHERE forward_id = {id:String}",
-                    {"id": forward_id},
-                )
-                return str(rows[0][0]) if rows else ""
-            except Exception as exc:  # noqa: BLE001 - never send without knowing
-                logger.error(
-                    "cannot read forwards for %s (%s); retrying in %.1f s", forward_id, exc, backoff
-                )
-                if not wait(backoff):
-                    return None
-                backoff = min(backoff * 2, self.settings.sink_retry_max_s)
+
+        def read() -> str:
+            rows = self.store.query(
+                f"SELECT state FROM {self.store.table('forwards')} FINAL "
+                "WHERE forward_id = {id:String}",
+                {"id": forward_id},
+            )
+            return str(rows[0][0]) if rows else ""
+
+        # never send without knowing
+        what = f"reading forwards for {forward_id}"
+        return until_done(what, read, wait=wait, settings=self.settings)
 
     def _record(
         self,
@@ -217,29 +208,23 @@ class Dispatcher:
             "updated_at": time.time(),
         }
         payload = json_rows([row])
-        backoff = self.settings.rest_retry_base_s
-        while True:
-            try:
-                self.store.insert_json("forwards", FORWARD_COLUMNS, payload)
-                SMS.labels(request.kind.value, state.value).inc()
-                return state
-            except Exception as exc:  # noqa: BLE001 - retried in place: re-reading would resend
+
+        def insert() -> State:
+            self.store.insert_json("forwards", FORWARD_COLUMNS, payload)
+            return state
+
+        # retried in place: re-reading the request would send again
+        what = f"recording {request.kind.value} forward {request.forward_id} as {state.value}"
+        recorded = until_done(what, insert, wait=wait, settings=self.settings)
+        if recorded is None:
+            if state is State.SENT:
                 logger.error(
-                    "cannot record %s forward %s as %s (%s); retrying in %.1f s",
+                    "stopping: %s forward %s was sent as %s but is not recorded; "
+                    "it will be sent again",
                     request.kind.value,
                     request.forward_id,
-                    state.value,
-                    exc,
-                    backoff,
+                    provider_sid,
                 )
-                if not wait(backoff):
-                    if state is State.SENT:
-                        logger.error(
-                            "stopping: %s forward %s was sent as %s but is not recorded; "
-                            "it will be sent again",
-                            request.kind.value,
-                            request.forward_id,
-                            provider_sid,
-                        )
-                    return None
-                backoff = min(backoff * 2, self.settings.sink_retry_max_s)
+            return None
+        SMS.labels(request.kind.value, state.value).inc()
+        return recorded

@@ -29,7 +29,7 @@ from contract.statuses import SMS_FAILED
 from contract.topics import Topic, topic_name
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.writer import json_rows
-from sinks.consuming import paused_wait, sink_consumer
+from sinks.consuming import paused_wait, sink_consumer, until_done
 from sinks.signalwire.client import fetch_message, make_client, retrying
 
 logger = logging.getLogger(__name__)
@@ -131,7 +131,7 @@ class Enricher:
         futures = [self._pool.submit(self._row, event) for event in todo]
         try:
             while not all(f.done() for f in futures):
-                if not paused_wait(self._consumer, 0.2, self._interrupted):
+                if not self._wait(0.2):
                     self._abort.set()  # pool tasks stop retrying; their rows are dropped
                     return False
         finally:
@@ -147,22 +147,23 @@ class Enricher:
     def _interrupted(self) -> bool:
         return self._stop.is_set() or self._revoked
 
+    def _wait(self, seconds: float) -> bool:
+        return paused_wait(self._consumer, seconds, self._interrupted)
+
     def _already_enriched(self, sids: list[str]) -> set[str] | None:
         """SIDs with a row from the API or a dry run (an `error` row is tried again)."""
-        backoff = self.settings.rest_retry_base_s
-        while True:
-            try:
-                rows = self.store.query(
-                    f"SELECT message_sid FROM {self.store.table('failed_messages')} FINAL "
-                    "WHERE message_sid IN {sids:Array(String)} AND enrichment != 'error'",
-                    {"sids": sids},
-                )
-                return {str(r[0]) for r in rows}
-            except Exception as exc:  # noqa: BLE001 - ClickHouse down: wait, keep our place
-                logger.error("enrich: cannot read failed_messages (%s)", exc)
-                if not paused_wait(self._consumer, backoff, self._interrupted):
-                    return None
-                backoff = min(backoff * 2, self.settings.sink_retry_max_s)
+
+        def read() -> set[str]:
+            rows = self.store.query(
+                f"SELECT message_sid FROM {self.store.table('failed_messages')} FINAL "
+                "WHERE message_sid IN {sids:Array(String)} AND enrichment != 'error'",
+                {"sids": sids},
+            )
+            return {str(r[0]) for r in rows}
+
+        return until_done(
+            "enrich: reading failed_messages", read, wait=self._wait, settings=self.settings
+        )
 
     def _row(self, event: Event) -> dict[str, Any] | None:
         """The failed_messages row of one event (runs in the pool); None if aborted."""
@@ -232,16 +233,15 @@ class Enricher:
 
     def _insert(self, rows: list[dict[str, Any]]) -> bool:
         payload = json_rows(rows)
-        backoff = self.settings.rest_retry_base_s
-        while True:
-            try:
-                self.store.insert_json("failed_messages", FAILED_MESSAGE_COLUMNS, payload)
-                break
-            except Exception as exc:  # noqa: BLE001 - retried while we hold the offsets
-                logger.error("enrich: insert of %d rows failed (%s)", len(rows), exc)
-                if not paused_wait(self._consumer, backoff, self._interrupted):
-                    return False
-                backoff = min(backoff * 2, self.settings.sink_retry_max_s)
+
+        def insert() -> bool:
+            self.store.insert_json("failed_messages", FAILED_MESSAGE_COLUMNS, payload)
+            return True
+
+        # retried while we hold the offsets
+        what = f"enrich: insert of {len(rows)} rows"
+        if until_done(what, insert, wait=self._wait, settings=self.settings) is None:
+            return False
         for row in rows:
             ENRICHED.labels(row["enrichment"]).inc()
         return True
