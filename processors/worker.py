@@ -21,6 +21,8 @@ from processors.replay import published_alert_ids
 
 logger = logging.getLogger(__name__)
 
+STOP_GRACE_S = 25.0  # from SIGTERM to exit; `switchboard run` waits 30 s before SIGKILL
+
 
 def build(settings: Settings, published: set[str] | None = None):  # noqa: ANN201 - faust's App is untyped
     app, topics = create_app(settings)
@@ -52,7 +54,7 @@ def run(settings: Settings, metrics_port: int | None = None) -> None:
     logger.info("processors starting against %s", settings.kafka_bootstrap)
     code = 1
     try:
-        Worker(app, loglevel="info", redirect_stdouts=False).execute_from_commandline()
+        _BoundedWorker(app, loglevel="info", redirect_stdouts=False).execute_from_commandline()
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 0
     except Exception:
@@ -68,6 +70,30 @@ def run(settings: Settings, metrics_port: int | None = None) -> None:
         # supervisor must see the exit to restart us.
         logging.shutdown()
         os._exit(code)
+
+
+class _BoundedWorker(Worker):
+    """faust's worker with its stop bounded. With Kafka gone, faust and the intake wait
+    for commits and acknowledgements that cannot come, and a supervisor would have to
+    SIGKILL us; past STOP_GRACE_S we exit 1 instead. Nothing is lost by it: what was not
+    committed is read again by the next worker."""
+
+    def _schedule_shutdown(self, signal: signal.Signals) -> None:
+        if not self._signal_stop_time:
+            watchdog = threading.Timer(STOP_GRACE_S, _give_up)
+            watchdog.daemon = True
+            watchdog.start()
+        super()._schedule_shutdown(signal)
+
+
+def _give_up() -> None:
+    logger.error(
+        "processors did not stop within %.0f s of the stop request (is Kafka reachable?); "
+        "exiting without the last commits: those records will be read again",
+        STOP_GRACE_S,
+    )
+    logging.shutdown()
+    os._exit(1)
 
 
 def _run_intake(intake: Intake, failed: threading.Event) -> None:

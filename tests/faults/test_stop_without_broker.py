@@ -1,0 +1,61 @@
+"""SIGTERM to every stage after the broker is gone: each stops within a bounded time
+(a supervisor must not need SIGKILL), saying what it could not finish. Nothing is
+lost by it: what was not committed is read again once Kafka is back.
+
+This test kills its broker, so it has its own (not the session's)."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from contract.kafka import ensure_topics
+from contract.settings import Settings
+from switchboard.broker import LocalBroker, free_port
+from tests.harness import Stage, post_form, wait_for
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+def test_every_stage_stops_on_sigterm_with_the_broker_gone(tmp_path: Path) -> None:
+    broker = LocalBroker(tmp_path / "kafka", port=free_port(), heap="384m")
+    broker.start()
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        kafka_bootstrap=broker.bootstrap,
+        topic_prefix=f"g{uuid.uuid4().hex[:6]}.",
+        topic_partitions=2,
+        data_dir=tmp_path,
+        clickhouse_url=f"chdb://{tmp_path / 'ch'}",
+        ingest_port=free_port(),
+        api_port=free_port(),
+        process_web_port=free_port(),
+        api_token="t",
+    )
+    ensure_topics(settings)
+    stages = {
+        name: Stage(name, settings, tmp_path).start() for name in ("sink", "process", "ingest")
+    }
+    edge = f"http://127.0.0.1:{settings.ingest_port}/callbacks/sms?campaign=gone"
+    try:
+        wait_for(
+            lambda: post_form(edge, {"MessageSid": "SMgone", "MessageStatus": "sent"}) == 204,
+            timeout=60,
+            what="the edge",
+        )
+        wait_for(lambda: "sink running" in stages["sink"].log(), timeout=60, what="the sink")
+        wait_for(
+            lambda: "intake consuming" in stages["process"].log(), timeout=60, what="the intake"
+        )
+        broker.kill()
+        for name, stage in stages.items():
+            # terminate() fails the test if the stage is still running after the timeout
+            code = stage.terminate(timeout=45)
+            assert code in (0, 1), f"{name} exited {code}\n{stage.log()[-3000:]}"
+    finally:
+        for stage in stages.values():
+            if stage.alive():
+                stage.kill()
+        broker.stop()
