@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaException
@@ -14,8 +15,38 @@ from contract.settings import Settings
 from contract.topics import Topic, topic_name
 
 logger = logging.getLogger(__name__)
+
+
+class RepeatFilter(logging.Filter):
+    """One line per client and facility per `every_s`, the next one saying how many
+    were held back. With a broker down, librdkafka reports each reconnect (up to 20 a
+    second per client); the first line says what is wrong, the rest only bury it."""
+
+    def __init__(self, every_s: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.every_s = every_s
+        self.clock = clock
+        self._last: dict[tuple[object, ...], float] = {}
+        self._held: dict[tuple[object, ...], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # confluent-kafka logs ("%s [%s] %s", facility, client name, message)
+        args = record.args if isinstance(record.args, tuple) else ()
+        key = (record.levelno, *args[:2])
+        now = self.clock()
+        if now - self._last.get(key, now - self.every_s) < self.every_s:
+            self._held[key] = self._held.get(key, 0) + 1
+            return False
+        self._last[key] = now
+        held = self._held.pop(key, 0)
+        if held:
+            record.msg = f"{record.msg} ({held} more like it held back)"
+        return True
+
+
 # librdkafka's own log lines, through Python logging rather than raw stderr
 rdkafka_logger = logging.getLogger("librdkafka")
+rdkafka_logger.addFilter(RepeatFilter())
 
 # Compacted: a subscriber joining late still finds every alert id once.
 _TOPIC_CONFIG: dict[Topic, dict[str, str]] = {
