@@ -165,12 +165,12 @@ def through_writer(
     first: list[float] = []
     mapped = itertools.count(1)
 
-    def mapper(raw: bytes) -> Sequence[Row]:
+    def mapper(raw: bytes) -> Row:
         if not first:
             first.append(time.perf_counter())
         if next(mapped) == len(records):
             writer.stop()
-        return event_rows(raw)  # type: ignore[return-value]
+        return event_rows(raw)
 
     group = f"bench-{uuid.uuid4().hex[:8]}"
     writer = BatchWriter(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
 from dataclasses import asdict, fields
 from typing import Any
+
+import orjson
 
 from contract.events import Event
 from sinks.clickhouse.schema import EVENT_STAGING, STAGING_COLUMNS
@@ -14,16 +15,16 @@ _PREFIX = b'{"v":1,"kind":"'  # how Event.to_bytes starts
 _STAGING_BY_KIND = {kind.value.encode(): staging.table for kind, staging in EVENT_STAGING.items()}
 
 
-def event_rows(raw: bytes) -> Iterable[Row]:
+def event_rows(raw: bytes) -> Row:
     """The events topic's mapper: the record as it is, to its kind's staging table,
     where ClickHouse parses it (see `schema`). Only the kind is read here, from the
     record's first bytes; a record laid out otherwise is parsed and re-serialized."""
     if raw.startswith(_PREFIX):
         table = _STAGING_BY_KIND.get(raw[len(_PREFIX) : raw.find(b'"', len(_PREFIX))])
         if table is not None:
-            return (Row(table, STAGING_COLUMNS, raw),)
+            return Row(table, STAGING_COLUMNS, raw)
     event = Event.from_bytes(raw)  # BadCallback if unreadable
-    return (Row(EVENT_STAGING[event.kind].table, STAGING_COLUMNS, event.to_bytes()),)
+    return Row(EVENT_STAGING[event.kind].table, STAGING_COLUMNS, event.to_bytes())
 
 
 def record_rows(table: str, record: type[Any]) -> RowMapper:
@@ -32,7 +33,7 @@ def record_rows(table: str, record: type[Any]) -> RowMapper:
     columns = tuple(f.name for f in fields(record))
     parse = record.from_bytes
 
-    def rows(raw: bytes) -> Iterator[Row]:
-        yield Row(table, columns, asdict(parse(raw)))
+    def rows(raw: bytes) -> Row:
+        return Row(table, columns, orjson.dumps(asdict(parse(raw))))
 
     return rows

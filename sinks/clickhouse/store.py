@@ -23,6 +23,13 @@ from contract.settings import Settings
 logger = logging.getLogger(__name__)
 
 
+# Not collapsing duplicate keys inside each inserted block: every read of our
+# ReplacingMergeTree tables is FINAL (or merges collapse them), so that work bought
+# nothing, and skipping it takes inserts from about 290,000 to 375,000 rows/s with less
+# CPU per row (chDB, 20,000-row batches of SMS events).
+_INSERT_SETTINGS = {"optimize_on_insert": 0}
+
+
 def _redact(dsn: str) -> str:
     if "@" not in dsn:
         return dsn
@@ -98,7 +105,11 @@ class Store:
         """Insert newline-separated JSON objects; ClickHouse parses them natively (fast)."""
         with self._lock:
             self._client.raw_insert(
-                self.table(table), list(columns), insert_block=rows, fmt="JSONEachRow"
+                self.table(table),
+                list(columns),
+                insert_block=rows,
+                fmt="JSONEachRow",
+                settings=_INSERT_SETTINGS,
             )
 
     def close(self) -> None:

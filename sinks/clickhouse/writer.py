@@ -21,7 +21,7 @@ import re
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple
 
@@ -56,14 +56,14 @@ BAD_ROWS = Counter(
 class Row(NamedTuple):  # a tuple, not a dataclass: one is made per record, hot
     table: str
     columns: tuple[str, ...]
-    values: dict[str, Any] | bytes  # bytes: already one JSON object
+    values: bytes  # one JSON object
 
 
 class _Batch:
     """Rows by table, and the offsets that acknowledge them once written."""
 
     def __init__(self) -> None:
-        self.rows: dict[str, list[dict[str, Any] | bytes]] = defaultdict(list)
+        self.rows: dict[str, list[bytes]] = defaultdict(list)
         self.columns: dict[str, tuple[str, ...]] = {}
         self.size = 0
         self.offsets: list[TopicPartition] = []
@@ -84,8 +84,8 @@ def unreadable(exc: Exception) -> bool:
     return found is not None and int(found.group(1)) in _UNREADABLE
 
 
-# Turns one Kafka record into rows; raises ValueError-like errors for bad records.
-RowMapper = Callable[[bytes], Iterable[Row]]
+# Turns one Kafka record into its row; raises ValueError-like errors for bad records.
+RowMapper = Callable[[bytes], Row]
 
 
 class BatchWriter:
@@ -177,14 +177,13 @@ class BatchWriter:
                 self._consumer_error(msg)
                 continue
             try:
-                rows = mapper(msg.value() or b"")
+                row = mapper(msg.value() or b"")
             except Exception as exc:  # noqa: BLE001 - a bad record must not stop the writer
                 self._unreadable(msg, exc)
                 continue
-            for row in rows:
-                rows_of[row.table].append(row.values)
-                columns[row.table] = row.columns
-                added += 1
+            rows_of[row.table].append(row.values)
+            columns[row.table] = row.columns
+            added += 1
         batch.size += added
 
     def _consumer_error(self, msg: Message) -> None:
@@ -273,12 +272,12 @@ class BatchWriter:
             batch.size -= len(rows)
             del batch.rows[table]
 
-    def _insert(self, table: str, columns: tuple[str, ...], rows: list[Any]) -> None:
+    def _insert(self, table: str, columns: tuple[str, ...], rows: list[bytes]) -> None:
         """Insert `rows`; if ClickHouse cannot read some, insert the others and drop
         those (halving the batch until each bad row is alone). A replayed half is
         harmless: the keys collapse it."""
         try:
-            self.store.insert_json(table, columns, json_rows(rows))
+            self.store.insert_json(table, columns, b"\n".join(rows))
         except Exception as exc:
             if not unreadable(exc):
                 raise
@@ -289,7 +288,7 @@ class BatchWriter:
                     self.name,
                     table,
                     str(exc).splitlines()[0][:300],
-                    json_rows(rows).decode(errors="replace"),
+                    rows[0].decode(errors="replace"),
                 )
                 return
             logger.warning(
