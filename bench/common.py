@@ -26,6 +26,7 @@ from typing import Any
 
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
+from prometheus_client.parser import text_string_to_metric_families
 
 from contract.kafka import ensure_topics
 from contract.settings import Settings
@@ -234,6 +235,7 @@ class Pipeline:
     logs: Path
     log_level: str = "INFO"
     children: dict[str, Child] = field(default_factory=dict)
+    process_metrics_port: int = field(default_factory=free_port)
 
     @property
     def edge_url(self) -> str:
@@ -242,10 +244,17 @@ class Pipeline:
     def start(self, timeout_s: float = 120.0) -> Pipeline:
         ensure_topics(self.settings)
         env = settings_env(self.settings, self.log_level)
+        metrics = ["--metrics-port", str(self.process_metrics_port)]
         for stage in STAGES:
             self.children[stage] = Child(
                 stage,
-                [sys.executable, "-m", "switchboard", stage],
+                [
+                    sys.executable,
+                    "-m",
+                    "switchboard",
+                    stage,
+                    *(metrics if stage == "process" else []),
+                ],
                 self.logs / f"{stage}.log",
                 env=env,
                 cwd=ROOT,
@@ -261,6 +270,20 @@ class Pipeline:
             if not child.alive():
                 raise RuntimeError(f"{name} exited early:\n{child.log()}")
         return False
+
+    def process_gauges(self) -> dict[str, float]:
+        """The processors' gauges (`switchboard_process_*`, by label values), from their
+        /metrics: what their memory is proportional to."""
+        url = f"http://127.0.0.1:{self.process_metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            text = answer.read().decode()
+        found = {}
+        for family in text_string_to_metric_families(text):
+            if family.type == "gauge" and family.name.startswith("switchboard_process_"):
+                for sample in family.samples:
+                    labels = "_".join(f"{k}_{v}" for k, v in sorted(sample.labels.items()))
+                    found["_".join(filter(None, (sample.name, labels)))] = sample.value
+        return found
 
     def pids(self) -> dict[str, int]:
         names = {"ingest": "edge", "process": "processors", "sink": "sink"}

@@ -25,6 +25,12 @@ from bench.pipeline import Options, measure_steady, pipeline_settings, start_pip
 logger = logging.getLogger("bench.soak")
 
 STAGES = ("edge", "processors", "sink", "broker")
+# the processors' gauges reported per slice (Pipeline.process_gauges names) and their columns
+GAUGES = {
+    "switchboard_process_sid_states_final_yes": "final SID states",
+    "switchboard_process_sid_states_final_no": "other SID states",
+    "switchboard_process_window_scopes": "window scopes",
+}
 
 
 def render(slices: list[dict[str, Any]], opts: argparse.Namespace) -> str:
@@ -40,19 +46,27 @@ def render(slices: list[dict[str, Any]], opts: argparse.Namespace) -> str:
         "",
         "| slice | sustained/s | row p99 ms | alert p99 ms | "
         + " | ".join(f"{s} RSS MB" for s in STAGES)
+        + " | "
+        + " | ".join(GAUGES.values())
         + " |",
-        "| ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in STAGES) + " |",
+        "| ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in (*STAGES, *GAUGES)) + " |",
     ]
     if slices:
         rss = " | ".join(fmt(slices[0].get(f"{st}_rss_mb_start")) for st in STAGES)
-        lines.append(f"| start | | | | {rss} |")
+        lines.append(f"| start | | | | {rss} |{' |' * len(GAUGES)}")
     for i, s in enumerate(slices, 1):
         rss = " | ".join(fmt(s.get(f"{st}_rss_mb_end")) for st in STAGES)
+        held = " | ".join(fmt(s.get(g)) for g in GAUGES)
         lines.append(
             f"| {i} | {fmt(s['sustained_per_s'])} | {fmt(s['row_p99_ms'])} | "
-            f"{fmt(s['alert_p99_ms'])} | {rss} |"
+            f"{fmt(s['alert_p99_ms'])} | {rss} | {held} |"
         )
     lines += [
+        "",
+        "The last columns are the processors' gauges at the end of each slice: per-SID "
+        "states in a final status (forgotten after the final-state TTL) and not (forgotten "
+        "after SWITCHBOARD_STATE_TTL_S, 2 days: a message at `sent` may still get its "
+        "receipt), and scopes in the window table.",
         "",
         f"Command: `python -m bench.soak --minutes {opts.minutes:g} "
         f"--rate {opts.rate:g} --slice {opts.slice:g} --final-state-ttl {opts.final_state_ttl}`",
@@ -94,9 +108,10 @@ def main(argv: list[str] | None = None) -> None:
             deadline = time.monotonic() + 60 * opts.minutes
             while time.monotonic() < deadline:
                 seed = len(slices) + 1
-                slices.append(
-                    measure_steady(broker, pipeline, settings, run, seed=seed, shared=seed > 1)
+                figures = measure_steady(
+                    broker, pipeline, settings, run, seed=seed, shared=seed > 1
                 )
+                slices.append(figures | pipeline.process_gauges())
                 logger.info(
                     "slice %d: %s",
                     len(slices),

@@ -308,9 +308,11 @@ class Intake:
     def _sweep(self, producer: Producer) -> None:
         self._last_sweep = time.monotonic()
         now = time.time()
-        forgotten = self.store.expire(
+        forgotten, final_kept = self.store.expire(
             now - self.settings.state_ttl_s, now - self.settings.final_state_ttl_s
         )
+        metrics.SID_STATES.labels("yes").set(final_kept)
+        metrics.SID_STATES.labels("no").set(len(self.store) - final_kept)
         state_topic = self._name(Topic.SID_STATE)
         for partition, key in forgotten:
             self._produce(producer, state_topic, key.encode(), None, partition)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS = Counter("switchboard_process_events_total", "Callbacks read by the intake", ["kind"])
 DEAD_LETTERED = Counter(
@@ -26,3 +26,13 @@ WINDOWS_PUBLISHED = Counter(
     "switchboard_process_windows_published_total", "Window records published", ["family"]
 )
 ALERTS = Counter("switchboard_process_alerts_total", "Alerts raised", ["type"])
+# What the processors' memory is proportional to: read these next to the RSS.
+SID_STATES = Gauge(
+    "switchboard_process_sid_states",
+    "Per-SID states held in memory, by whether the status is final (forgotten after "
+    "final_state_ttl_s) or not (after state_ttl_s)",
+    ["final"],
+)
+WINDOW_SCOPES = Gauge(
+    "switchboard_process_window_scopes", "Scopes (campaign, number, account) in the window table"
+)

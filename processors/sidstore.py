@@ -29,20 +29,23 @@ class SidStore:
         for partition in [p for p in self.partitions if p not in wanted]:
             del self.partitions[partition]
 
-    def expire(self, before: float, final_before: float) -> list[tuple[int, str]]:
+    def expire(self, before: float, final_before: float) -> tuple[list[tuple[int, str]], int]:
         """Forget states last changed before `before`, or before `final_before` if in a
-        final status; returns what was forgotten."""
+        final status; returns what was forgotten, and how many kept states are final."""
         gone = []
+        final_kept = 0
         for partition, states in self.partitions.items():
-            old = [
-                key
-                for key, state in states.items()
-                if state.received_at < (final_before if is_final(key, state) else before)
-            ]
+            old = []
+            for key, state in states.items():
+                final = is_final(key, state)
+                if state.received_at < (final_before if final else before):
+                    old.append(key)
+                else:
+                    final_kept += final
             for key in old:
                 del states[key]
             gone.extend((partition, key) for key in old)
-        return gone
+        return gone, final_kept
 
     def __len__(self) -> int:
         return sum(len(states) for states in self.partitions.values())

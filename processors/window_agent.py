@@ -120,6 +120,7 @@ def register(app: faust.App, topics: Topics, settings: Settings, published: set[
             windows.due_published = now
             updated[key] = windows
         await asyncio.gather(*sends)  # published before the state says so
+        metrics.WINDOW_SCOPES.set(len(table))
         for key, windows in updated.items():
             table[key] = windows.to_bytes()
             watch(key, windows)

@@ -164,9 +164,10 @@ def test_final_states_are_forgotten_sooner_than_the_others() -> None:
     store.put(0, keys["in-progress"], SidState("in-progress", received_at=now - 100))
     store.put(0, keys["fresh"], SidState("delivered", received_at=now - 10))
 
-    gone = store.expire(before=now - 1_000, final_before=now - 50)
+    gone, final_kept = store.expire(before=now - 1_000, final_before=now - 50)
 
     assert sorted(gone) == sorted([(0, keys["delivered"]), (0, keys["completed"])])
+    assert final_kept == 1 and len(store) == 3  # "fresh" is final; sent and in-progress not
     assert store.get(0, keys["sent"]) is not None
     assert store.get(0, keys["in-progress"]) is not None
     assert store.get(0, keys["fresh"]) is not None
