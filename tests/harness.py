@@ -191,23 +191,12 @@ def post_form(url: str, params: dict[str, str], timeout: float = 10) -> int:
 def group_lag(settings: Settings, group: str, topic: Topic) -> int:
     """Records on `topic` that consumer group `group` has not committed yet."""
     name = topic_name(topic, settings.topic_prefix)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": group,
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        md = consumer.list_topics(name, timeout=10)
-        parts = [TopicPartition(name, p) for p in md.topics[name].partitions]
+    with _looking_at(settings, group) as consumer:
         lag = 0
-        for tp in consumer.committed(parts, timeout=10):
-            _, high = consumer.get_watermark_offsets(tp, timeout=10)
-            lag += high - max(tp.offset, 0)
+        for partition, offset in _committed(consumer, name).items():
+            _, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
+            lag += high - max(offset, 0)
         return lag
-    finally:
-        consumer.close()
 
 
 def drained(settings: Settings) -> bool:
@@ -302,9 +291,9 @@ def produce(settings: Settings, topic: Topic, records: list[tuple[str | None, by
     assert left == 0 and not failures, f"produce to {name}: {left} unacknowledged, {failures}"
 
 
-def committed(settings: Settings, group: str, topic: Topic) -> dict[int, int]:
-    """The group's committed offset per partition of `topic` (negative: none)."""
-    name = topic_name(topic, settings.topic_prefix)
+@contextlib.contextmanager
+def _looking_at(settings: Settings, group: str) -> Iterator[Consumer]:
+    """A consumer in `group` that only reads the group's offsets: it never subscribes."""
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap,
@@ -313,20 +302,28 @@ def committed(settings: Settings, group: str, topic: Topic) -> dict[int, int]:
         }
     )
     try:
-        partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
-        for attempt in range(20):
-            try:
-                found = consumer.committed(
-                    [TopicPartition(name, p) for p in partitions], timeout=10
-                )
-                return {tp.partition: tp.offset for tp in found}
-            except KafkaException:  # the group coordinator is still loading: retry
-                if attempt == 19:
-                    raise
-                time.sleep(0.5)
-        raise AssertionError("unreachable")
+        yield consumer
     finally:
         consumer.close()
+
+
+def _committed(consumer: Consumer, name: str) -> dict[int, int]:
+    partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
+    for attempt in range(20):
+        try:
+            found = consumer.committed([TopicPartition(name, p) for p in partitions], timeout=10)
+            return {tp.partition: tp.offset for tp in found}
+        except KafkaException:  # the group coordinator is still loading: retry
+            if attempt == 19:
+                raise
+            time.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
+def committed(settings: Settings, group: str, topic: Topic) -> dict[int, int]:
+    """The group's committed offset per partition of `topic` (negative: none)."""
+    with _looking_at(settings, group) as consumer:
+        return _committed(consumer, topic_name(topic, settings.topic_prefix))
 
 
 def committed_total(settings: Settings, group: str, topic: Topic) -> int:
