@@ -66,7 +66,9 @@ def render(slices: list[dict[str, Any]], opts: argparse.Namespace) -> str:
         "The last columns are the processors' gauges at the end of each slice: per-SID "
         "states in a final status (forgotten after the final-state TTL) and not (forgotten "
         "after SWITCHBOARD_STATE_TTL_S, 2 days: a message at `sent` may still get its "
-        "receipt), and scopes in the window table.",
+        "receipt), and scopes in the window table. An alert p99 of n/a: no count alert "
+        "of the slice could be timed, because each scope alerts once per alert window "
+        "(15 min), and the account and number scopes the slices share alerted earlier.",
         "",
         f"Command: `python -m bench.soak --minutes {opts.minutes:g} "
         f"--rate {opts.rate:g} --slice {opts.slice:g} --final-state-ttl {opts.final_state_ttl}`",
