@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +23,9 @@ from contract.settings import Settings
 from sinks.api.app import DASHBOARD_PANELS
 from sinks.clickhouse import exports
 from sinks.clickhouse.reports import REPORTS, Filters, run_report
-from sinks.clickhouse.rows import event_rows
-from sinks.clickhouse.schema import STAGING_COLUMNS, migrate
+from sinks.clickhouse.schema import migrate
 from sinks.clickhouse.store import Store
-from sinks.clickhouse.writer import json_rows
+from tests.scenario import insert_events
 
 
 def campaign(messages: int, start: float) -> list[Event]:
@@ -51,17 +49,6 @@ def campaign(messages: int, start: float) -> list[Event]:
     return events
 
 
-def insert(store: Store, events: list[Event]) -> None:
-    """Through the writer's own mapping: each kind's staging table, whose view fills the
-    event table."""
-    by_table: dict[str, list[dict[str, Any] | bytes]] = defaultdict(list)
-    for event in events:
-        for row in event_rows(event.to_bytes()):
-            by_table[row.table].append(row.values)
-    for table, rows in by_table.items():
-        store.insert_json(table, STAGING_COLUMNS, json_rows(rows))
-
-
 def timed(work: Any) -> float:
     started = time.perf_counter()
     work()
@@ -82,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         store = Store.connect(settings)
         migrate(store)
-        insert(store, campaign(args.messages, time.time() - 3600))
+        insert_events(store, campaign(args.messages, time.time() - 3600))
         filters = Filters(bucket_s=60)
         figures: dict[str, float] = {}
         for name in REPORTS:

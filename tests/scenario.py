@@ -169,12 +169,12 @@ def alerts(base: float) -> list[Alert]:
 def insert_events(store: Store, batch: list[Event]) -> None:
     """Through the writer's own mapping: each kind's staging table, whose view fills the
     event table."""
-    by_table: dict[str, list[dict[str, Any] | bytes]] = defaultdict(list)
+    by_table: dict[str, list[bytes]] = defaultdict(list)
     for event in batch:
-        for row in event_rows(event.to_bytes()):
-            by_table[row.table].append(row.values)
+        row = event_rows(event.to_bytes())
+        by_table[row.table].append(row.values)
     for table, rows in by_table.items():
-        store.insert_json(table, STAGING_COLUMNS, json_rows(rows))
+        store.insert_json(table, STAGING_COLUMNS, b"\n".join(rows))
 
 
 def insert_alerts(store: Store, batch: list[Alert]) -> None:
