@@ -40,7 +40,7 @@ from contract.kafka import producer_config
 from contract.kinds import CallbackKind
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
-from sinks.clickhouse.rows import event_rows
+from sinks.clickhouse.rows import event_row
 from sinks.clickhouse.schema import EVENT_STAGING, STAGING_COLUMNS, migrate
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.writer import BatchWriter, Row
@@ -170,7 +170,7 @@ def through_writer(
             first.append(time.perf_counter())
         if next(mapped) == len(records):
             writer.stop()
-        return event_rows(raw)
+        return event_row(raw)
 
     group = f"bench-{uuid.uuid4().hex[:8]}"
     writer = BatchWriter(

@@ -27,7 +27,7 @@ from sinks.alerts import alerts_loop
 from sinks.api.app import create_api
 from sinks.api.auth import resolve_token, token_file
 from sinks.clickhouse.reports import Filters
-from sinks.clickhouse.rows import event_rows, record_rows
+from sinks.clickhouse.rows import event_row, record_row
 from sinks.clickhouse.schema import migrate
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.writer import BatchWriter, RowMapper
@@ -57,14 +57,14 @@ def workers(settings: Settings, store: Store, producer: Producer) -> list[Worker
         )
 
     return [
-        writer("events", Topic.EVENTS, event_rows),
+        writer("events", Topic.EVENTS, event_row),
         writer(
             "delivery-windows",
             Topic.METRICS_DELIVERY,
-            record_rows("delivery_windows", DeliveryWindow),
+            record_row("delivery_windows", DeliveryWindow),
         ),
-        writer("call-windows", Topic.METRICS_CALLS, record_rows("call_windows", CallWindow)),
-        writer("alerts", Topic.ALERTS, record_rows("alerts", Alert)),
+        writer("call-windows", Topic.METRICS_CALLS, record_row("call_windows", CallWindow)),
+        writer("alerts", Topic.ALERTS, record_row("alerts", Alert)),
         Enricher(settings, store, group=f"{group}-enrich"),
         forwards_loop(settings, store, producer, group=f"{group}-forwards"),
         alerts_loop(settings, store, producer, group=f"{group}-alert-dispatch"),

@@ -355,11 +355,11 @@ class Running:
 @contextmanager
 def event_writer(settings: Settings, store: Any) -> Iterator[Any]:
     """The ClickHouse event writer on a thread of the test process, on the test's store."""
-    from sinks.clickhouse.rows import event_rows
+    from sinks.clickhouse.rows import event_row
     from sinks.clickhouse.writer import BatchWriter
 
     writer = BatchWriter.for_topic(
-        settings, store, Topic.EVENTS, group="sink", name="events", mapper=event_rows
+        settings, store, Topic.EVENTS, group="sink", name="events", mapper=event_row
     )
     thread = threading.Thread(target=writer.run)
     thread.start()

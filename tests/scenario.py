@@ -33,7 +33,7 @@ from typing import Any
 from contract.alerts import Alert, AlertType, make_alert_id, scope_key
 from contract.events import Event
 from contract.kinds import CallbackKind
-from sinks.clickhouse.rows import event_rows
+from sinks.clickhouse.rows import event_row
 from sinks.clickhouse.schema import STAGING_COLUMNS
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.writer import json_rows
@@ -171,7 +171,7 @@ def insert_events(store: Store, batch: list[Event]) -> None:
     event table."""
     by_table: dict[str, list[bytes]] = defaultdict(list)
     for event in batch:
-        row = event_rows(event.to_bytes())
+        row = event_row(event.to_bytes())
         by_table[row.table].append(row.values)
     for table, rows in by_table.items():
         store.insert_json(table, STAGING_COLUMNS, b"\n".join(rows))

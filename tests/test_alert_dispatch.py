@@ -16,7 +16,7 @@ from contract.kinds import CallbackKind
 from contract.settings import Settings
 from contract.topics import Topic
 from sinks.alerts import alerts_loop, report_path
-from sinks.clickhouse.rows import event_rows
+from sinks.clickhouse.rows import event_row
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.writer import BatchWriter
 from sinks.signalwire.enrich import Enricher
@@ -40,7 +40,7 @@ def sw(fake: FakeSignalWire, topics: Settings) -> Settings:
 
 def _event_writer(settings: Settings, store: Store) -> BatchWriter:
     return BatchWriter.for_topic(
-        settings, store, Topic.EVENTS, group="events", name="events", mapper=event_rows
+        settings, store, Topic.EVENTS, group="events", name="events", mapper=event_row
     )
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from contract.settings import Settings
 from contract.topics import Topic
-from sinks.clickhouse.rows import event_rows
+from sinks.clickhouse.rows import event_row
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.writer import BatchWriter
 from sinks.signalwire.enrich import Enricher
@@ -138,7 +138,7 @@ def test_a_failing_api_never_holds_up_the_event_writer(
     events = _events()
     produce(stuck, Topic.EVENTS, records(events))
     writer = BatchWriter.for_topic(
-        stuck, store, Topic.EVENTS, group="events", name="events", mapper=event_rows
+        stuck, store, Topic.EVENTS, group="events", name="events", mapper=event_row
     )
     with Running(Enricher(stuck, store, group=stuck.topic_prefix + "enrich"), writer):
         wait_for(

@@ -15,7 +15,7 @@ from contract.settings import Settings
 from contract.topics import Topic
 from contract.windows import CallWindow, DeliveryWindow
 from sinks.clickhouse.reports import Filters, run_report
-from sinks.clickhouse.rows import event_rows, record_rows
+from sinks.clickhouse.rows import event_row, record_row
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.writer import BatchWriter, RowMapper
 from tests.harness import Running, committed_total, produce, wait_for
@@ -60,7 +60,7 @@ def test_redelivered_and_replayed_events_count_once(topics: Settings, store: Sto
     produce(topics, Topic.EVENTS, records(events + duplicates))
 
     for group in ("events", "replay"):
-        with Running(_writer(topics, store, Topic.EVENTS, event_rows, group)):
+        with Running(_writer(topics, store, Topic.EVENTS, event_row, group)):
             wait_for(
                 lambda g=group: (
                     committed_total(topics, topics.topic_prefix + g, Topic.EVENTS) == 1170
@@ -147,11 +147,11 @@ def test_window_figures_and_alerts_keep_their_latest_version_once(
             topics,
             store,
             Topic.METRICS_DELIVERY,
-            record_rows("delivery_windows", DeliveryWindow),
+            record_row("delivery_windows", DeliveryWindow),
             "dw",
         ),
-        _writer(topics, store, Topic.METRICS_CALLS, record_rows("call_windows", CallWindow), "cw"),
-        _writer(topics, store, Topic.ALERTS, record_rows("alerts", Alert), "alerts"),
+        _writer(topics, store, Topic.METRICS_CALLS, record_row("call_windows", CallWindow), "cw"),
+        _writer(topics, store, Topic.ALERTS, record_row("alerts", Alert), "alerts"),
     ]
     with Running(*writers):
         for group, topic, n in (
@@ -215,7 +215,7 @@ def test_unreachable_clickhouse_keeps_the_place_then_writes_everything_once(
     down = topics.model_copy(update={"clickhouse_url": f"http://127.0.0.1:{_closed_port()}"})
     assert down.clickhouse_dsn.startswith("http://")
 
-    outage = _writer(down, Store.deferred(down), Topic.EVENTS, event_rows, group)
+    outage = _writer(down, Store.deferred(down), Topic.EVENTS, event_row, group)
     with caplog.at_level(logging.ERROR, logger="sinks.clickhouse.writer"), Running(outage):
         wait_for(
             lambda: sum("retrying" in r.getMessage() for r in caplog.records) >= 3,
@@ -224,7 +224,7 @@ def test_unreachable_clickhouse_keeps_the_place_then_writes_everything_once(
         assert committed_total(topics, topics.topic_prefix + group, Topic.EVENTS) == 0
     assert committed_total(topics, topics.topic_prefix + group, Topic.EVENTS) == 0
 
-    with Running(_writer(topics, store, Topic.EVENTS, event_rows, group)):
+    with Running(_writer(topics, store, Topic.EVENTS, event_row, group)):
         wait_for(
             lambda: committed_total(topics, topics.topic_prefix + group, Topic.EVENTS) == 500,
             what="the backlog written and committed",
@@ -249,7 +249,7 @@ def test_a_row_clickhouse_cannot_read_is_dropped_alone_with_its_sid_logged(
     )
     with (
         caplog.at_level(logging.ERROR),
-        Running(_writer(topics, store, Topic.EVENTS, event_rows, "events")),
+        Running(_writer(topics, store, Topic.EVENTS, event_row, "events")),
     ):
         wait_for(
             lambda: committed_total(topics, topics.topic_prefix + "events", Topic.EVENTS) == 100,

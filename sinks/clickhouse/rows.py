@@ -15,7 +15,7 @@ _PREFIX = b'{"v":1,"kind":"'  # how Event.to_bytes starts
 _STAGING_BY_KIND = {kind.value.encode(): staging.table for kind, staging in EVENT_STAGING.items()}
 
 
-def event_rows(raw: bytes) -> Row:
+def event_row(raw: bytes) -> Row:
     """The events topic's mapper: the record as it is, to its kind's staging table,
     where ClickHouse parses it (see `schema`). Only the kind is read here, from the
     record's first bytes; a record laid out otherwise is parsed and re-serialized."""
@@ -27,13 +27,13 @@ def event_rows(raw: bytes) -> Row:
     return Row(EVENT_STAGING[event.kind].table, STAGING_COLUMNS, event.to_bytes())
 
 
-def record_rows(table: str, record: type[Any]) -> RowMapper:
+def record_row(table: str, record: type[Any]) -> RowMapper:
     """The mapper of a topic of contract records (alerts, window figures): one record,
     one row in `table`, whose columns are the record's fields."""
     columns = tuple(f.name for f in fields(record))
     parse = record.from_bytes
 
-    def rows(raw: bytes) -> Row:
+    def row(raw: bytes) -> Row:
         return Row(table, columns, orjson.dumps(asdict(parse(raw))))
 
-    return rows
+    return row
