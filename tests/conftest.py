@@ -7,7 +7,6 @@ each other's data. chDB allows one path per process, hence one path per session.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from sinks.clickhouse.schema import migrate
 from sinks.clickhouse.store import Store
 from switchboard.broker import LocalBroker, free_port, kafka_version
 from tests.fake_signalwire import FakeSignalWire
+from tests.harness import isolated_settings
 
 logger = logging.getLogger(__name__)
 
@@ -41,21 +41,7 @@ def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def settings(kafka: LocalBroker, tmp_path: Path, chdb_path: Path) -> Settings:
-    tag = uuid.uuid4().hex[:10]
-    return Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        kafka_bootstrap=kafka.bootstrap,
-        topic_prefix=f"t{tag}.",
-        topic_partitions=2,
-        data_dir=tmp_path,
-        clickhouse_url=f"chdb://{chdb_path}",
-        clickhouse_database=f"test_{tag}",
-        sink_batch_seconds=0.2,
-        process_web_port=free_port(),
-        api_port=free_port(),
-        ingest_port=free_port(),
-        api_token="test-token",
-    )
+    return isolated_settings(kafka.bootstrap, tmp_path, clickhouse_url=f"chdb://{chdb_path}")
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
 from processors.intake import intake_group
+from switchboard.broker import free_port
 
 T = TypeVar("T")
 
@@ -44,6 +46,26 @@ def wait_for(
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
+
+
+def isolated_settings(bootstrap: str, data_dir: Path, **overrides: Any) -> Settings:
+    """Settings of one test's pipeline: its own topic prefix, database, ports and data
+    directory (the embedded store in it unless `overrides` say otherwise)."""
+    tag = uuid.uuid4().hex[:10]
+    fields: dict[str, Any] = {
+        "kafka_bootstrap": bootstrap,
+        "topic_prefix": f"t{tag}.",
+        "topic_partitions": 2,
+        "data_dir": data_dir,
+        "clickhouse_url": f"chdb://{data_dir / 'ch'}",
+        "clickhouse_database": f"test_{tag}",
+        "sink_batch_seconds": 0.2,
+        "process_web_port": free_port(),
+        "api_port": free_port(),
+        "ingest_port": free_port(),
+        "api_token": "test-token",
+    }
+    return Settings(_env_file=None, **(fields | overrides))  # type: ignore[call-arg]
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,10 +12,9 @@ from pathlib import Path
 import pytest
 
 from contract.kafka import ensure_topics
-from contract.settings import Settings
 from switchboard.broker import LocalBroker, free_port
 from tests.faults.conftest import sms_callbacks, stored_sms
-from tests.harness import Stage, chdb_rows, drained, post_form, wait_for
+from tests.harness import Stage, chdb_rows, drained, isolated_settings, post_form, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -24,20 +22,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 def test_acknowledged_callbacks_survive_a_broker_kill(tmp_path: Path) -> None:
     broker = LocalBroker(tmp_path / "kafka", port=free_port())
     broker.start()
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        kafka_bootstrap=broker.bootstrap,
-        topic_prefix=f"f{uuid.uuid4().hex[:6]}.",
-        topic_partitions=2,
-        data_dir=tmp_path,
-        clickhouse_url=f"chdb://{tmp_path / 'ch'}",
-        sink_batch_seconds=0.2,
-        produce_timeout_s=2.0,
-        ingest_port=free_port(),
-        api_port=free_port(),
-        process_web_port=free_port(),
-        api_token="t",
-    )
+    settings = isolated_settings(broker.bootstrap, tmp_path, produce_timeout_s=2.0)
     ensure_topics(settings)
     stages = [Stage(name, settings, tmp_path).start() for name in ("sink", "process", "ingest")]
     edge = f"http://127.0.0.1:{settings.ingest_port}/callbacks/sms?campaign=fault"
@@ -91,7 +76,7 @@ def test_acknowledged_callbacks_survive_a_broker_kill(tmp_path: Path) -> None:
         assert rows <= posted
         counts = chdb_rows(
             settings.clickhouse_dsn,
-            "switchboard",
+            settings.clickhouse_database,
             "SELECT count() AS n, uniqExact(message_sid, message_status) AS u "
             "FROM {db}.sms_events FINAL",
         )[0]

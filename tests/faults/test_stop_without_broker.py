@@ -6,15 +6,13 @@ This test kills its broker, so it has its own (not the session's)."""
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import pytest
 
 from contract.kafka import ensure_topics
-from contract.settings import Settings
 from switchboard.broker import LocalBroker, free_port
-from tests.harness import Stage, post_form, wait_for
+from tests.harness import Stage, isolated_settings, post_form, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -22,18 +20,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 def test_every_stage_stops_on_sigterm_with_the_broker_gone(tmp_path: Path) -> None:
     broker = LocalBroker(tmp_path / "kafka", port=free_port(), heap="384m")
     broker.start()
-    settings = Settings(
-        _env_file=None,  # type: ignore[call-arg]
-        kafka_bootstrap=broker.bootstrap,
-        topic_prefix=f"g{uuid.uuid4().hex[:6]}.",
-        topic_partitions=2,
-        data_dir=tmp_path,
-        clickhouse_url=f"chdb://{tmp_path / 'ch'}",
-        ingest_port=free_port(),
-        api_port=free_port(),
-        process_web_port=free_port(),
-        api_token="t",
-    )
+    settings = isolated_settings(broker.bootstrap, tmp_path)
     ensure_topics(settings)
     stages = {
         name: Stage(name, settings, tmp_path).start() for name in ("sink", "process", "ingest")
