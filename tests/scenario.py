@@ -33,10 +33,9 @@ from typing import Any
 from contract.alerts import Alert, AlertType, make_alert_id, scope_key
 from contract.events import Event
 from contract.kinds import CallbackKind
-from sinks.clickhouse.rows import event_row
+from sinks.clickhouse.rows import event_row, json_rows
 from sinks.clickhouse.schema import STAGING_COLUMNS
 from sinks.clickhouse.store import Store
-from sinks.clickhouse.writer import json_rows
 
 SENDER = "+15550000001"
 ACCOUNT = "AC00000000000000000000000000000001"

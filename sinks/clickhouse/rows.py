@@ -15,6 +15,12 @@ _PREFIX = b'{"v":1,"kind":"'  # how Event.to_bytes starts
 _STAGING_BY_KIND = {kind.value.encode(): staging.table for kind, staging in EVENT_STAGING.items()}
 
 
+def json_rows(rows: list[dict[str, Any]]) -> bytes:
+    """Rows as JSONEachRow, for the inserts made outside a writer (a forward's record,
+    enriched failures)."""
+    return b"\n".join(orjson.dumps(r) for r in rows)
+
+
 def event_row(raw: bytes) -> Row:
     """The events topic's mapper: the record as it is, to its kind's staging table,
     where ClickHouse parses it (see `schema`). Only the kind is read here, from the

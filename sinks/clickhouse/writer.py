@@ -25,7 +25,6 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, NamedTuple
 
-import orjson
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from prometheus_client import Counter, Histogram
 
@@ -67,10 +66,6 @@ class _Batch:
         self.columns: dict[str, tuple[str, ...]] = {}
         self.size = 0
         self.offsets: list[TopicPartition] = []
-
-
-def json_rows(rows: list[dict[str, Any] | bytes]) -> bytes:
-    return b"\n".join(r if isinstance(r, bytes) else orjson.dumps(r) for r in rows)
 
 
 # ClickHouse's codes for input it cannot read (CANNOT_PARSE_*, TYPE_MISMATCH, ...): the

@@ -34,8 +34,8 @@ from contract.forwards import ForwardRequest
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
 from sinks import faults
+from sinks.clickhouse.rows import json_rows
 from sinks.clickhouse.store import Store
-from sinks.clickhouse.writer import json_rows
 from sinks.consuming import until_done
 from sinks.signalwire.client import make_client, retrying, send_sms
 

@@ -27,8 +27,8 @@ from contract.kinds import CallbackKind
 from contract.settings import Settings
 from contract.statuses import SMS_FAILED
 from contract.topics import Topic, topic_name
+from sinks.clickhouse.rows import json_rows
 from sinks.clickhouse.store import Store
-from sinks.clickhouse.writer import json_rows
 from sinks.consuming import paused_wait, sink_consumer, until_done
 from sinks.signalwire.client import fetch_message, make_client, retrying
 
