@@ -304,16 +304,21 @@ def _render_transcription(cb: Callback, now: float) -> dict[str, str]:
 
 def _render_inbound(cb: Callback, now: float) -> dict[str, str]:
     e = cb.entity
-    return {
+    status = e.statuses[cb.step]
+    params = {
         "CallSid": e.sid,
         "AccountSid": e.account,
         "From": e.from_,
         "To": e.to,
         "Timestamp": _timestamp(cb, now),
-        "CallStatus": e.statuses[cb.step],
-        "CallDuration": str(e.duration),
-        "AudioInMos": e.mos,
+        "CallStatus": status,
     }
+    # as for outbound calls: the provider's doc has CallDuration "only present on the
+    # completed event", and a call that never connected has no audio to score
+    if status == "completed":
+        params["CallDuration"] = str(e.duration)
+        params["AudioInMos"] = e.mos
+    return params
 
 
 _RENDER = {
