@@ -8,7 +8,7 @@ batch (ClickHouse parses it and the view writes `sms_events`), commit. "Insert a
 times only `Store.insert_json` of the same prepared batches. Each figure is the median
 of `--runs` runs; the event table is emptied before each run.
 
-    python -m bench.sink [--rows 200000] [--runs 3] [--batch-sizes 1000,5000,20000,100000]
+    python -m bench.sink [--rows 200000] [--runs 5] [--batch-sizes 1000,5000,20000,100000]
 """
 
 from __future__ import annotations
@@ -204,7 +204,7 @@ def through_writer(
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=200_000, help="events per run")
-    parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
+    parser.add_argument("--runs", type=int, default=5, help="runs per figure (median)")
     parser.add_argument(
         "--batch-sizes",
         default=",".join(str(b) for b in BATCH_SIZES),
@@ -277,6 +277,17 @@ def markdown(
         )
     rate = figures.get("rows_per_s_default_batch")
     verdict = "meets" if rate is not None and rate >= 200_000 else "does not meet"
+    default = next((r for r in table if r["batch"] == figures.get("default_batch_rows")), None)
+    per_row = ""
+    if default is not None:
+        writer_us = 1e6 * default["writer_cores"] / default["writer"]
+        insert_us = 1e6 * default["insert_cores"] / default["insert"]
+        per_row = (
+            f" Per row at that batch the writer path used {writer_us:.1f} us of CPU: about"
+            f" {insert_us:.1f} us in chDB's insert (its JSON parse and the view into"
+            f" `sms_events`, as measured alone) and {max(0.0, writer_us - insert_us):.1f} us"
+            " in librdkafka's fetch and decompression and a Python object per record."
+        )
     lines += [
         "",
         f"At the default batch ({fmt(figures['default_batch_rows'])} rows) the writer path "
@@ -284,10 +295,7 @@ def markdown(
         f"(insert alone {fmt(figures.get('insert_rows_per_s_default_batch'))} rows/s). "
         "The writer inserts one batch on a helper thread while it consumes the next "
         "(chDB releases the GIL), so the writer path is bounded by the CPU of the two "
-        "together on 2 cores: librdkafka's fetch and decompression plus a Python object "
-        "per record (about 2 us a record), chDB's JSON parse and the view into "
-        "`sms_events` (about 3.5 us a row), and the broker serving the fetches, all on "
-        "the same two cores.",
+        f"together, and of the broker serving the fetches, on the same two cores.{per_row}",
         "",
         f"Machine: {machine['cores']} cores ({machine['cpu_model']}); load average "
         f"{machine['load_avg_1m_at_start']} at the start and "

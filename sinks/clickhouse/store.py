@@ -23,11 +23,15 @@ from contract.settings import Settings
 logger = logging.getLogger(__name__)
 
 
-# Not collapsing duplicate keys inside each inserted block: every read of our
-# ReplacingMergeTree tables is FINAL (or merges collapse them), so that work bought
-# nothing, and skipping it takes inserts from about 290,000 to 375,000 rows/s with less
-# CPU per row (chDB, 20,000-row batches of SMS events).
-_INSERT_SETTINGS = {"optimize_on_insert": 0}
+# optimize_on_insert: not collapsing duplicate keys inside each inserted block: every
+# read of our ReplacingMergeTree tables is FINAL (or merges collapse them), so that work
+# bought nothing, and skipping it takes inserts from about 290,000 to 375,000 rows/s with
+# less CPU per row (chDB, 20,000-row batches of SMS events).
+# input_format_parallel_parsing: splitting a batch's JSON among parser threads costs more
+# CPU than it saves where the writer already overlaps inserting with consuming and cores
+# are few: one parser took 20,000-row batches from about 220,000 to 320,000 rows per
+# CPU-second (chDB, 2 cores), and the sink's own inserts are smaller still.
+_INSERT_SETTINGS = {"optimize_on_insert": 0, "input_format_parallel_parsing": 0}
 
 
 def _redact(dsn: str) -> str:
