@@ -7,7 +7,7 @@ from a counter, so a consumer can de-duplicate and a replay raises the same id.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -45,7 +45,7 @@ class Alert:
     raised_at: float
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)  # orjson writes a dataclass as asdict() would, 10x faster
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Alert:

@@ -7,7 +7,7 @@ and restarts.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -31,7 +31,7 @@ class ForwardRequest:
     requested_at: float
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)  # orjson writes a dataclass as asdict() would, 10x faster
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> ForwardRequest:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import fields
 from typing import Any
 
 import orjson
@@ -35,11 +35,12 @@ def event_row(raw: bytes) -> Row:
 
 def record_row(table: str, record: type[Any]) -> RowMapper:
     """The mapper of a topic of contract records (alerts, window figures): one record,
-    one row in `table`, whose columns are the record's fields."""
+    one row in `table`, whose columns are the record's fields. The record is parsed
+    (a bad one is refused here) and written back as its own `to_bytes`."""
     columns = tuple(f.name for f in fields(record))
     parse = record.from_bytes
 
     def row(raw: bytes) -> Row:
-        return Row(table, columns, orjson.dumps(asdict(parse(raw))))
+        return Row(table, columns, parse(raw).to_bytes())
 
     return row
