@@ -130,6 +130,10 @@ def render() -> Path:
         "",
         "## Machine",
         "",
+        "`cpu_reference_ms_at_start` times a fixed pure-Python loop when each benchmark",
+        "started (lower is faster): this shared host's speed drifts within a day, so",
+        "figures of runs apart compare only as far as it does.",
+        "",
         "| | " + " | ".join(["this render", *_ordered(list(results))]) + " |",
         "|---|" + "---|" * (len(results) + 1),
     ]

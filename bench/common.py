@@ -83,7 +83,22 @@ def machine_info() -> dict[str, Any]:
         "kafka": kafka_version(),
         "os": f"{platform.system()} {platform.release()}",
         "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
+        "cpu_reference_ms_at_start": cpu_reference_ms(),
     }
+
+
+def cpu_reference_ms(rounds: int = 5) -> float:
+    """Milliseconds of a fixed pure-Python loop, the median of `rounds`: how fast a core
+    of this machine was when a benchmark started. A shared host's speed drifts by tens of
+    percent within a day, so figures of runs apart compare only as far as this does."""
+    times = []
+    for _ in range(rounds):
+        started = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i * i
+        times.append(time.perf_counter() - started)
+    return round(1000 * statistics.median(times), 1)
 
 
 def command_line() -> str:
