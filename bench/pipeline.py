@@ -71,6 +71,7 @@ from switchboard.sender import SendReport, edge_targets, send
 from switchboard.simulate import (
     Callback,
     Scenario,
+    SmsMix,
     Thresholds,
     Traffic,
     alert_scopes,
@@ -724,15 +725,19 @@ def render(figures: dict[str, Any], opts: Options, machine: dict[str, Any]) -> s
             " both apps come from building a DataFrame while other threads append to its"
             " list; a 500 skips the reprint of the table.",
         ]
-        for n in sizes_in(f, "seed_sms_failure_callbacks_"):
-            t = label(n)
+        counts = [
+            f"{fmt(f.get(f'seed_sms_failure_callbacks_{label(n)}'))} of"
+            f" {fmt(f.get(f'seed_sms_callbacks_{label(n)}'))} at {n:,}"
+            for n in sizes_in(f, "seed_sms_failure_callbacks_")
+        ]
+        if counts:
+            mix = SmsMix()
             lines += [
                 "",
-                f"At {n:,}: the SMS tracker got {fmt(f.get(f'seed_sms_callbacks_{t}'))} callbacks,"
-                f" {fmt(f.get(f'seed_sms_failure_callbacks_{t}'))} of them undelivered or failed:"
-                " only those grow its table and reprint it, so at the simulator's default mix"
-                " (5% of messages undelivered, 3% failed) the seed's time is mostly Flask's cost"
-                " per request, and grows little with N.",
+                "Only the SMS tracker's undelivered and failed callbacks grow its table and"
+                f" reprint it: {' and '.join(counts)}. At the simulator's default mix"
+                f" ({mix.undelivered:.0%} of messages undelivered, {mix.failed:.0%} failed)"
+                " the seed's time is mostly Flask's cost per request, and grows little with N.",
             ]
 
     if "report_matches_truth" in f:
