@@ -250,7 +250,7 @@ def _timestamp(cb: Callback, now: float) -> str:
 def _render_voice(cb: Callback, now: float) -> dict[str, str]:
     e = cb.entity
     status = e.statuses[cb.step]
-    params = {
+    return {
         "CallSid": e.sid,
         "AccountSid": e.account,
         "From": e.from_,
@@ -261,11 +261,7 @@ def _render_voice(cb: Callback, now: float) -> dict[str, str]:
         "CallbackSource": "call-progress-events",
         "Timestamp": _timestamp(cb, now),
         "SequenceNumber": str(cb.step),
-    }
-    if status == "completed":
-        params["CallDuration"] = str(e.duration)
-        params["AudioInMos"] = e.mos
-    return params
+    } | _call_outcome(e, status)
 
 
 def _render_recording(cb: Callback, now: float) -> dict[str, str]:
@@ -305,20 +301,23 @@ def _render_transcription(cb: Callback, now: float) -> dict[str, str]:
 def _render_inbound(cb: Callback, now: float) -> dict[str, str]:
     e = cb.entity
     status = e.statuses[cb.step]
-    params = {
+    return {
         "CallSid": e.sid,
         "AccountSid": e.account,
         "From": e.from_,
         "To": e.to,
         "Timestamp": _timestamp(cb, now),
         "CallStatus": status,
-    }
-    # as for outbound calls: the provider's doc has CallDuration "only present on the
-    # completed event", and a call that never connected has no audio to score
-    if status == "completed":
-        params["CallDuration"] = str(e.duration)
-        params["AudioInMos"] = e.mos
-    return params
+    } | _call_outcome(e, status)
+
+
+def _call_outcome(e: Entity, status: str) -> dict[str, str]:
+    """A call's duration and MOS, outbound or inbound: the provider's doc has CallDuration
+    "only present on the completed event", and a call that never connected has no audio
+    to score."""
+    if status != "completed":
+        return {}
+    return {"CallDuration": str(e.duration), "AudioInMos": e.mos}
 
 
 _RENDER = {
