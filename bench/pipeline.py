@@ -65,6 +65,7 @@ from bench.common import (
 from contract.alerts import AlertType, scope_key
 from contract.kinds import CallbackKind
 from contract.settings import Settings
+from contract.statuses import SMS_FAILED
 from contract.topics import Topic
 from switchboard.broker import LocalBroker, free_port
 from switchboard.sender import SendReport, edge_targets, send
@@ -553,9 +554,7 @@ def baseline(broker: LocalBroker, opts: Options) -> dict[str, float]:
         # only these grow the seed's table (and each one reprints it): what its cost
         # per callback grows with
         figures[f"seed_sms_callbacks_{tag}"] = len(sms)
-        figures[f"seed_sms_failure_callbacks_{tag}"] = sum(
-            cb.status in ("undelivered", "failed") for cb in sms
-        )
+        figures[f"seed_sms_failure_callbacks_{tag}"] = sum(cb.status in SMS_FAILED for cb in sms)
         for server in ("flask", "gunicorn"):
             result = repeat(
                 opts.baseline_runs, lambda s=server, t=traffic: seed_run(t, s, opts, opts.workdir)
