@@ -14,7 +14,6 @@ of `--runs` runs; the event table is emptied before each run.
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import tempfile
 import threading
@@ -43,7 +42,7 @@ from contract.topics import Topic, topic_name
 from sinks.clickhouse.rows import event_row
 from sinks.clickhouse.schema import EVENT_STAGING, STAGING_COLUMNS, migrate
 from sinks.clickhouse.store import Store
-from sinks.clickhouse.writer import BatchWriter, Row
+from sinks.clickhouse.writer import BatchWriter
 
 BATCH_SIZES = (1_000, 5_000, 20_000, 100_000)
 DEFAULT_BATCH = int(Settings.model_fields["sink_batch_rows"].default)
@@ -82,13 +81,17 @@ def events(n: int) -> list[bytes]:
 
 def produce(settings: Settings, topic: str, records: list[bytes]) -> float:
     """Produce `records` in one transaction, so that a read_committed consumer (the
-    sink's) sees none of them until all are there; rows/s of producing them."""
+    sink's) sees none of them until all are there; the moment the commit began, before
+    which none could be read."""
+    # uncompressed, as the processors (faust's producer) publish the events topic
     producer = Producer(
-        producer_config(settings, **{"linger.ms": 50, "transactional.id": f"bench-{topic}"})
+        producer_config(
+            settings,
+            **{"linger.ms": 50, "transactional.id": f"bench-{topic}", "compression.type": "none"},
+        )
     )
     producer.init_transactions(30)
     producer.begin_transaction()
-    started = time.perf_counter()
     for i, value in enumerate(records):
         while True:
             try:
@@ -97,8 +100,10 @@ def produce(settings: Settings, topic: str, records: list[bytes]) -> float:
             except BufferError:
                 producer.poll(0.05)
         producer.poll(0)
+    producer.flush(120)
+    visible_from = time.perf_counter()
     producer.commit_transaction(120)
-    return len(records) / (time.perf_counter() - started)
+    return visible_from
 
 
 def new_topic(settings: Settings, admin: AdminClient) -> str:
@@ -155,23 +160,14 @@ def through_writer(
     settings: Settings, store: Store, records: list[bytes], batch: int
 ) -> tuple[float, float]:
     """(rows/s, CPU cores used) of the sink's event writer (a BatchWriter) reading
-    `records` from Kafka into chDB, from the first record to the last insert. It joins
-    its group on an empty topic and the records then appear at once (one transaction),
-    so the group's join falls outside the measurement; once all are read it stops,
-    writing what it holds (as on SIGTERM) rather than after sink_batch_seconds."""
+    `records` from Kafka into chDB, from the moment they could be read to the last
+    insert. It joins its group on an empty topic and the records then appear at once
+    (one transaction), so the group's join falls outside the measurement. Batches close
+    by size only (`records` is a whole number of batches), so every row is written
+    before the writer is stopped."""
     empty(store)
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     topic = new_topic(settings, admin)
-    first: list[float] = []
-    mapped = itertools.count(1)
-
-    def mapper(raw: bytes) -> Row:
-        if not first:
-            first.append(time.perf_counter())
-        if next(mapped) == len(records):
-            writer.stop()
-        return event_row(raw)
-
     group = f"bench-{uuid.uuid4().hex[:8]}"
     writer = BatchWriter(
         settings.model_copy(update={"sink_batch_rows": batch}),
@@ -179,13 +175,13 @@ def through_writer(
         group=group,
         name="bench",
         topics=[topic],
-        mapper=mapper,
+        mapper=event_row,
     )
     target = rows_written() + len(records)
     thread = threading.Thread(target=writer.run)
     thread.start()
     wait_assigned(admin, group)
-    produce(settings, topic, records)
+    visible_from = produce(settings, topic, records)
     cpu, cpu_since = time.process_time(), time.perf_counter()
     deadline = time.monotonic() + 600
     while rows_written() < target:
@@ -194,11 +190,11 @@ def through_writer(
         time.sleep(0.005)
     ended = time.perf_counter()
     cpu_used = time.process_time() - cpu
+    writer.stop()
     thread.join(60)
     admin.delete_topics([topic])
     assert count(store) == len(records)
-    wall = ended - first[0]
-    return len(records) / wall, cpu_used / (ended - cpu_since)
+    return len(records) / (ended - visible_from), cpu_used / (ended - cpu_since)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -212,6 +208,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     sizes = [int(b) for b in args.batch_sizes.split(",")]
+    if any(args.rows % b for b in sizes):
+        parser.error(f"--rows ({args.rows}) must be a multiple of every batch size")
     machine = machine_info()
     figures: dict[str, float | int | None] = {
         "rows_per_run": args.rows,

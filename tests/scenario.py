@@ -170,8 +170,8 @@ def insert_events(store: Store, batch: list[Event]) -> None:
     event table."""
     by_table: dict[str, list[bytes]] = defaultdict(list)
     for event in batch:
-        row = event_row(event.to_bytes())
-        by_table[row.table].append(row.values)
+        table, _, values = event_row(event.to_bytes())
+        by_table[table].append(values)
     for table, rows in by_table.items():
         store.insert_json(table, STAGING_COLUMNS, b"\n".join(rows))
 

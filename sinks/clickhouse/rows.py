@@ -12,6 +12,7 @@ from sinks.clickhouse.schema import EVENT_STAGING, STAGING_COLUMNS
 from sinks.clickhouse.writer import Row, RowMapper
 
 _PREFIX = b'{"v":1,"kind":"'  # how Event.to_bytes starts
+_KIND_AT = len(_PREFIX)
 _STAGING_BY_KIND = {kind.value.encode(): staging.table for kind, staging in EVENT_STAGING.items()}
 
 
@@ -26,11 +27,11 @@ def event_row(raw: bytes) -> Row:
     where ClickHouse parses it (see `schema`). Only the kind is read here, from the
     record's first bytes; a record laid out otherwise is parsed and re-serialized."""
     if raw.startswith(_PREFIX):
-        table = _STAGING_BY_KIND.get(raw[len(_PREFIX) : raw.find(b'"', len(_PREFIX))])
+        table = _STAGING_BY_KIND.get(raw[_KIND_AT : raw.find(b'"', _KIND_AT)])
         if table is not None:
-            return Row(table, STAGING_COLUMNS, raw)
+            return table, STAGING_COLUMNS, raw
     event = Event.from_bytes(raw)  # BadCallback if unreadable
-    return Row(EVENT_STAGING[event.kind].table, STAGING_COLUMNS, event.to_bytes())
+    return EVENT_STAGING[event.kind].table, STAGING_COLUMNS, event.to_bytes()
 
 
 def record_row(table: str, record: type[Any]) -> RowMapper:
@@ -41,6 +42,6 @@ def record_row(table: str, record: type[Any]) -> RowMapper:
     parse = record.from_bytes
 
     def row(raw: bytes) -> Row:
-        return Row(table, columns, parse(raw).to_bytes())
+        return table, columns, parse(raw).to_bytes()
 
     return row
