@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message
@@ -58,6 +58,7 @@ FAILED_MESSAGE_COLUMNS = (
 # Only records holding one of these are parsed: most events are not failures.
 _MARKERS = tuple(f'"{status}"'.encode() for status in SMS_FAILED)
 _BATCH = 1000
+_UNPAUSED_WAIT_S = 5.0  # well inside librdkafka's max.poll.interval.ms (300 s)
 
 
 class Enricher:
@@ -130,10 +131,9 @@ class Enricher:
         IN_FLIGHT.inc(len(todo))
         futures = [self._pool.submit(self._row, event) for event in todo]
         try:
-            while not all(f.done() for f in futures):
-                if not self._wait(0.2):
-                    self._abort.set()  # pool tasks stop retrying; their rows are dropped
-                    return False
+            if not self._until_done(futures):
+                self._abort.set()  # pool tasks stop retrying; their rows are dropped
+                return False
         finally:
             for f in futures:
                 if not f.done():
@@ -143,6 +143,24 @@ class Enricher:
         if any(row is None for row in rows):
             return False
         return self._insert([row for row in rows if row is not None])
+
+    def _until_done(self, futures: list[Future[Any]]) -> bool:
+        """Wait for the pool's rows; False if stopped or revoked first. The consumer is
+        not paused at first: a pause drops what librdkafka has prefetched (up to
+        `queued.max.messages.kbytes`) and the resume fetches it all again, which, paid
+        after every batch with a failure in it, cost the broker and this process more
+        than the enrichment did. Only a longer wait (the API slow or down) pauses the
+        consumer and polls it, to stay in the group past `max.poll.interval.ms`."""
+        deadline = time.monotonic() + _UNPAUSED_WAIT_S
+        while time.monotonic() < deadline:
+            if self._stop.is_set():
+                return False
+            if not wait(futures, timeout=0.05).not_done:
+                return True
+        while not all(f.done() for f in futures):
+            if not self._wait(0.2):
+                return False
+        return True
 
     def _interrupted(self) -> bool:
         return self._stop.is_set() or self._revoked
