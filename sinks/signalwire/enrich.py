@@ -169,11 +169,14 @@ class Enricher:
         return paused_wait(self._consumer, seconds, self._interrupted)
 
     def _already_enriched(self, sids: list[str]) -> set[str] | None:
-        """SIDs with a row from the API or a dry run (an `error` row is tried again)."""
+        """SIDs with a row from the API or a dry run (an `error` row is tried again).
+        Not FINAL: a SID once enriched is never fetched again, so any such row of it
+        means its latest row is one too, and without FINAL the query reads two columns
+        of the granules the SIDs fall in instead of merging every column of them."""
 
         def read() -> set[str]:
             rows = self.store.query(
-                f"SELECT message_sid FROM {self.store.table('failed_messages')} FINAL "
+                f"SELECT DISTINCT message_sid FROM {self.store.table('failed_messages')} "
                 "WHERE message_sid IN {sids:Array(String)} AND enrichment != 'error'",
                 {"sids": sids},
             )
