@@ -615,7 +615,8 @@ def render(figures: dict[str, Any], opts: Options, machine: dict[str, Any]) -> s
         "",
         f"Broker, edge, processors, sink and the load generator together on {machine['cores']}"
         f" cores ({machine['cpu_model']}); load average {machine['load_avg_1m_at_start']}"
-        " when the run started. Medians of "
+        f" and the reference loop {machine.get('cpu_reference_ms_at_start', 'n/a')} ms (see"
+        " Machine) when the run started. Medians of "
         f"{opts.runs} run(s) per figure (the seed's: {opts.baseline_runs}). Traffic from"
         f" `switchboard simulate` with {opts.duplicates:.0%} provider retries and"
         f" {opts.reorder:.0%} late callbacks; stages log at {opts.log_level}.",

@@ -2,7 +2,7 @@
 path (Kafka -> BatchWriter -> chDB, commit included) and for the insert alone.
 
 The rows are the events topic's records as the processors publish them (SMS status
-callbacks, about 450 bytes of JSON each), so the writer does exactly what it does in
+callbacks, about 520 bytes of JSON each), so the writer does exactly what it does in
 the sink process: consume, route each record to its kind's staging table, insert the
 batch (ClickHouse parses it and the view writes `sms_events`), commit. "Insert alone"
 times only `Store.insert_json` of the same prepared batches. Each figure is the median
@@ -284,7 +284,7 @@ def markdown(
             f" Per row at that batch the writer path used {writer_us:.1f} us of CPU: about"
             f" {insert_us:.1f} us in chDB's insert (its JSON parse and the view into"
             f" `sms_events`, as measured alone) and {max(0.0, writer_us - insert_us):.1f} us"
-            " in librdkafka's fetch and decompression and a Python object per record."
+            " in librdkafka's fetch, a Python object per record and the mapping to rows."
         )
     lines += [
         "",
@@ -297,7 +297,8 @@ def markdown(
         "",
         f"Machine: {machine['cores']} cores ({machine['cpu_model']}); load average "
         f"{machine['load_avg_1m_at_start']} at the start and "
-        f"{machine['load_avg_1m_at_end']} at the end.",
+        f"{machine['load_avg_1m_at_end']} at the end; the reference loop took "
+        f"{machine.get('cpu_reference_ms_at_start', 'n/a')} ms at the start (see Machine).",
     ]
     return "\n".join(lines)
 
