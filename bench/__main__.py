@@ -186,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"no benchmark {command!r}; there are: {', '.join(benchmarks())}", file=sys.stderr)
         return 2
-    print(f"wrote {render()}")
+    if not {"-h", "--help"} & set(rest):  # a benchmark's help measured nothing
+        print(f"wrote {render()}")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
