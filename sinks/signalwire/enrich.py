@@ -153,15 +153,22 @@ class Enricher:
         `queued.max.messages.kbytes`) and the resume fetches it all again, which, paid
         after every batch with a failure in it, cost the broker and this process more
         than the enrichment did. Only a longer wait (the API slow or down) pauses the
-        consumer and polls it, to stay in the group past `max.poll.interval.ms`."""
+        consumer and polls it, to stay in the group past `max.poll.interval.ms`: in
+        slices that end as soon as the rows are in, so it is resumed (and refetches)
+        once per slice rather than every poll."""
         deadline = time.monotonic() + _UNPAUSED_WAIT_S
         while time.monotonic() < deadline:
             if self._stop.is_set():
                 return False
             if not wait(futures, timeout=0.05).not_done:
                 return True
-        while not all(f.done() for f in futures):
-            if not self._wait(0.2):
+
+        def done() -> bool:
+            return all(f.done() for f in futures)
+
+        while not done():
+            paused_wait(self._consumer, _UNPAUSED_WAIT_S, lambda: self._interrupted() or done())
+            if self._interrupted():
                 return False
         return True
 
