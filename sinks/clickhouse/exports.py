@@ -44,6 +44,24 @@ class Export:
 _PAGE = "AND {key} > {{after:String}}"
 PAGE_WHERE = "{page_where}"  # where a paged query gets `_PAGE`
 
+
+def failed_messages_sql(messages: str) -> str:
+    """The failed-messages rows from `messages` (a `messages_sql`), enriched."""
+    return f"""
+    SELECT m.message_sid AS sid, m.status, coalesce(f.error_code, m.final_error_code),
+           f.error_message, f.date_sent,
+           coalesce(f.`to`, m.message_to), coalesce(f.`from`, m.message_from),
+           coalesce(f.body, m.message_body)
+    FROM ({messages}) AS m
+    LEFT JOIN (
+        SELECT message_sid, error_code, error_message, date_sent, `to`, `from`, body
+        FROM {{db}}.failed_messages FINAL
+    ) AS f ON f.message_sid = m.message_sid
+    WHERE m.status IN ('failed', 'undelivered')
+    ORDER BY sid
+"""
+
+
 FAILED_MESSAGES = Export(
     columns=(
         "Message Sid",
@@ -55,19 +73,7 @@ FAILED_MESSAGES = Export(
         "From",
         "Body",
     ),
-    sql=f"""
-    SELECT m.message_sid AS sid, m.status, coalesce(f.error_code, m.final_error_code),
-           f.error_message, f.date_sent,
-           coalesce(f.`to`, m.message_to), coalesce(f.`from`, m.message_from),
-           coalesce(f.body, m.message_body)
-    FROM ({messages_sql(PAGE_WHERE)}) AS m
-    LEFT JOIN (
-        SELECT message_sid, error_code, error_message, date_sent, `to`, `from`, body
-        FROM {{db}}.failed_messages FINAL
-    ) AS f ON f.message_sid = m.message_sid
-    WHERE m.status IN ('failed', 'undelivered')
-    ORDER BY sid
-""",
+    sql=failed_messages_sql(messages_sql(PAGE_WHERE)),
     formats={"Date Sent": _pandas_time},
 )
 

@@ -3,7 +3,10 @@ filters passed to ClickHouse as parameters (never spliced into the text).
 
 Every query reads `FINAL`, so a re-delivered callback counts once, and takes a
 message's or call's state as its highest-ranked status, the first one received among
-equals, so a late or out-of-order callback never moves it backwards.
+equals, so a late or out-of-order callback never moves it backwards. That per-SID
+state alone already ignores a re-delivered callback, so `messages_sql` and `calls_sql`
+can leave FINAL out, for a query bounded in time: FINAL keeps ClickHouse from
+skipping the parts received before the bound (see `failures`).
 """
 
 from __future__ import annotations
@@ -56,23 +59,27 @@ _WHERE = """
 
 # The state a SID has reached: the highest rank, the first received among equals.
 # (A Nullable column goes through tuple(): argMin would skip its NULLs otherwise.)
-_FINAL = "(-status_rank, received_at)"
+_STATE_ORDER = "(-status_rank, received_at)"
 
 
-def messages_sql(extra_where: str = "") -> str:
+def _final(final: bool) -> str:
+    return " FINAL" if final else ""
+
+
+def messages_sql(extra_where: str = "", *, final: bool = True) -> str:
     """One row per message: its state by precedence and what the exports need."""
     return f"""
     SELECT message_sid,
-           argMin(message_status, {_FINAL}) AS status,
-           argMin(tuple(error_code), {_FINAL}).1 AS final_error_code,
-           argMin(received_at, {_FINAL}) AS settled_at,
+           argMin(message_status, {_STATE_ORDER}) AS status,
+           argMin(tuple(error_code), {_STATE_ORDER}).1 AS final_error_code,
+           argMin(received_at, {_STATE_ORDER}) AS settled_at,
            any(campaign) AS message_campaign,
            any(`to`) AS message_to,
            any(`from`) AS message_from,
            any(body) AS message_body,
            max(ifNull(num_media, 0)) AS num_media,
            max(received_at) AS last_seen
-    FROM {{db}}.sms_events FINAL
+    FROM {{db}}.sms_events{_final(final)}
     WHERE {_WHERE} {extra_where}
     GROUP BY message_sid
 """
@@ -93,23 +100,23 @@ _CLASSIFIED = f"""
 """
 
 
-def calls_sql(extra_where: str = "") -> str:
+def calls_sql(extra_where: str = "", *, final: bool = True) -> str:
     """One row per call, voice status callbacks and inbound-call callbacks alike."""
     common = f"""
-           argMin(call_status, {_FINAL}) AS status,
-           argMin(event_time, {_FINAL}) AS event_at,
-           argMin(received_at, {_FINAL}) AS settled_at,
+           argMin(call_status, {_STATE_ORDER}) AS status,
+           argMin(event_time, {_STATE_ORDER}) AS event_at,
+           argMin(received_at, {_STATE_ORDER}) AS settled_at,
            any(campaign) AS call_campaign,
            any(`to`) AS call_to,
            any(`from`) AS call_from,
            max(call_duration) AS duration_s,
-           argMinIf(audio_in_mos, {_FINAL}, audio_in_mos IS NOT NULL) AS mos"""
+           argMinIf(audio_in_mos, {_STATE_ORDER}, audio_in_mos IS NOT NULL) AS mos"""
     return f"""
     SELECT 'voice' AS kind, call_sid, {common},
-           argMin(tuple(error_code), {_FINAL}).1 AS final_error_code,
+           argMin(tuple(error_code), {_STATE_ORDER}).1 AS final_error_code,
            any(direction) AS call_direction,
            anyIf(recording_url, recording_url != '') AS call_recording_url
-    FROM {{db}}.call_events FINAL
+    FROM {{db}}.call_events{_final(final)}
     WHERE {_WHERE} {extra_where}
     GROUP BY call_sid
     UNION ALL
@@ -117,7 +124,7 @@ def calls_sql(extra_where: str = "") -> str:
            CAST(NULL AS Nullable(String)) AS final_error_code,
            CAST('inbound' AS Nullable(String)) AS call_direction,
            CAST(NULL AS Nullable(String)) AS call_recording_url
-    FROM {{db}}.inbound_call_events FINAL
+    FROM {{db}}.inbound_call_events{_final(final)}
     WHERE {_WHERE} {extra_where}
     GROUP BY call_sid
 """
