@@ -80,6 +80,20 @@ def test_redelivered_and_replayed_events_count_once(topics: Settings, store: Sto
         assert row["delivery_rate"] == pytest.approx(expected_rate)
 
 
+def test_a_burst_is_written_once_read_not_at_its_batch_age(topics: Settings, store: Store) -> None:
+    """The writer closes its batch when a consume comes back empty (it has caught up),
+    so the end of a burst is queryable at once rather than after the batch age."""
+    patient = topics.model_copy(update={"sink_batch_seconds": 120.0})
+    produce(patient, Topic.EVENTS, records([sms(f"SM{i:032x}", "sent", T0 + i) for i in range(50)]))
+    with Running(_writer(patient, store, Topic.EVENTS, event_row, "events")):
+        wait_for(
+            lambda: committed_total(patient, patient.topic_prefix + "events", Topic.EVENTS) == 50,
+            what="the burst written and committed well before its batch age",
+            timeout=30,
+        )
+    assert _count(store, "sms_events") == 50
+
+
 def _delivery(scope: str, window_s: int, start: float, delivered: int, updated: float):
     return DeliveryWindow(
         scope=scope,

@@ -1,12 +1,17 @@
 """The ClickHouse writer: Kafka records in, batched inserts out, then commit.
 
-Batches close by size or by time. While one batch is being inserted (on a helper
-thread: chDB and the HTTP client release the GIL) the next is consumed, so reading
-Kafka and writing ClickHouse overlap. A batch's offsets, taken when it closed, are
-committed only after its insert succeeded; on a ClickHouse error the batch is retried
-with backoff while the consumer is paused (it keeps polling, so the group does not
-evict it). A crash between insert and commit re-delivers the batch, and the
-ReplacingMergeTree keys make the second copy invisible in FINAL queries.
+Batches close by size or by time, or as soon as the writer has caught up (a consume
+came back empty): waiting out the batch's age then would only delay its rows, at the
+end of a burst most of all. So that a trickle of records does not become an insert per
+record, a batch closes that early only `_EARLY_CLOSE_GAP_S` after the previous one.
+
+While one batch is being inserted (on a helper thread: chDB and the HTTP client
+release the GIL) the next is consumed, so reading Kafka and writing ClickHouse overlap.
+A batch's offsets, taken when it closed, are committed only after its insert succeeded;
+on a ClickHouse error the batch is retried with backoff while the consumer is paused
+(it keeps polling, so the group does not evict it). A crash between insert and commit
+re-delivers the batch, and the ReplacingMergeTree keys make the second copy invisible
+in FINAL queries.
 
 Stopped (SIGTERM) or revoked while ClickHouse is down, the writer drops the rows
 it holds without committing them: they are read again from the committed offset
@@ -67,6 +72,10 @@ class _Batch:
         self.size = 0
         self.offsets: list[TopicPartition] = []
 
+
+# At most five batches a second close before their age (see the module's docstring): each
+# insert makes a part that ClickHouse merges later, so a stream of tiny ones costs CPU.
+_EARLY_CLOSE_GAP_S = 0.2
 
 # ClickHouse's codes for input it cannot read (CANNOT_PARSE_*, TYPE_MISMATCH, ...): the
 # rows are at fault, not the store, and retrying the same batch would fail forever.
@@ -136,20 +145,27 @@ class BatchWriter:
     def run(self) -> None:
         self._consumer.subscribe(self.topics, on_revoke=self._on_revoke)
         logger.info("%s writer consuming %s", self.name, ", ".join(self.topics))
-        limit = self.settings.sink_batch_rows
-        deadline = time.monotonic() + self.settings.sink_batch_seconds
+        limit, age = self.settings.sink_batch_rows, self.settings.sink_batch_seconds
+        deadline = time.monotonic() + age
+        inserted_at = 0.0  # when the last batch closed
         try:
             while not self._stop.is_set():
                 want = max(1, min(10_000, limit - self._batch.size))
-                self._add(self._consumer.consume(num_messages=want, timeout=0.1))
-                if self._batch.size >= limit or (self._batch.size and time.monotonic() >= deadline):
+                messages = self._consumer.consume(num_messages=want, timeout=0.1)
+                self._add(messages)
+                now = time.monotonic()
+                caught_up = not messages and now - inserted_at >= _EARLY_CLOSE_GAP_S
+                if self._batch.size >= limit or (
+                    self._batch.size and (caught_up or now >= deadline)
+                ):
                     # the batch before first, so that commits stay in order
                     if self._settle():
                         self._start_insert()
+                        inserted_at = now
                 elif self._writing is not None and self._writing[1].done():
                     self._settle()  # commit as soon as written, not at the next batch
                 if not self._batch.size:
-                    deadline = time.monotonic() + self.settings.sink_batch_seconds
+                    deadline = time.monotonic() + age
         finally:
             # SIGTERM: write and commit what we hold, so nothing is read twice needlessly.
             self._settle()
