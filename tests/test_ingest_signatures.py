@@ -8,6 +8,9 @@ from collections.abc import Iterator
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 from signalwire.request_validator import RequestValidator
 from starlette.testclient import TestClient
@@ -16,7 +19,7 @@ from contract.envelope import Envelope, SignatureVerdict
 from contract.kinds import CallbackKind
 from contract.settings import Settings
 from ingest.app import create_app
-from ingest.signatures import SignatureChecker
+from ingest.signatures import SignatureChecker, _with_default_port
 from tests.harness import read_topic, records_on_topics, warm_idempotence
 
 # Twilio's published example (twilio.com/docs/usage/security), quoted in NOTES.md.
@@ -193,3 +196,61 @@ def test_refused_signatures_are_403_and_land_nothing(
     response = edge.post(path, data=SMS, headers={"X-Twilio-Signature": good})
     assert response.status_code == 204
     assert sum(records_on_topics(signed).values()) == 1
+
+
+def _sdk_rule(checker_key: str, url: str, signature: str, form: dict[str, str]) -> bool:
+    """The rule as the SDK's `validate` states it: valid for this URL (with or without its
+    port), and not just as valid on the default port (see `SignatureChecker.verify`)."""
+    validator = RequestValidator(checker_key)
+    try:
+        if not validator.validate(url, form, signature):
+            return False
+        default = _with_default_port(url)
+        return default is None or not validator.validate(default, form, signature)
+    except (TypeError, ValueError, AttributeError):
+        return False
+
+
+_URLS = st.builds(
+    lambda scheme, host, port, path, query: (
+        f"{scheme}://{host}{'' if port is None else f':{port}'}/{path}{query}"
+    ),
+    st.sampled_from(["http", "https"]),
+    st.sampled_from(["mycompany.com", "edge.example.org"]),
+    st.sampled_from([None, 80, 443, 8080, 8443]),
+    st.text("abc/_-.", max_size=12),
+    st.sampled_from(["", "?campaign=spring", "?foo=1&bar=2"]),
+)
+_FORMS = st.dictionaries(
+    st.sampled_from(["MessageSid", "MessageStatus", "ErrorCode", "To", "From", "Body"]),
+    st.text(max_size=20),
+    max_size=6,
+)
+
+
+@hypothesis_settings(max_examples=400, deadline=None)
+@given(url=_URLS, form=_FORMS, data=st.data())
+def test_a_form_posts_verdict_is_the_sdk_rules_for_any_url_and_signature(
+    url: str, form: dict[str, str], data: st.DataObject
+) -> None:
+    """The checker's one-HMAC path for form posts decides as the SDK's `validate` and the
+    default-port rule do, for signatures made for this URL, its variants on other ports
+    and without a port, and for garbage."""
+    signed_for = data.draw(
+        st.sampled_from(
+            [
+                url,
+                url.replace(":8080", "").replace(":8443", "").replace(":80/", "/"),
+                url.replace("mycompany.com/", "mycompany.com:443/"),
+                url.replace("edge.example.org/", "edge.example.org:80/"),
+                url.replace(".com/", ".com:8443/").replace(".org/", ".org:8080/"),
+            ]
+        )
+    )
+    signature = data.draw(
+        st.one_of(st.just(form_signature(signed_for, form)), st.text(max_size=30))
+    )
+    checker = SignatureChecker(VECTOR_KEY, None)
+    assert checker.verify(url, signature, raw=b"", form=form) == _sdk_rule(
+        VECTOR_KEY, url, signature, form
+    )
