@@ -39,6 +39,8 @@ HEADLINES: dict[str, list[tuple[str, str]]] = {
         ("rss_growth_pct_max", "flat"),
         ("baseline_ratio_10k", ">= 10"),
         ("baseline_ratio_50k", ">= 40"),
+        ("baseline_ratio_badlist_10k", ">= 10"),
+        ("baseline_ratio_badlist_50k", ">= 40"),
     ],
     "ingest": [
         ("durable_per_s_1w", ">= 10,000"),
@@ -66,9 +68,9 @@ Run on a quiet machine: every benchmark shares it with the pipeline it measures.
 | what | command | takes about |
 |---|---|---|
 | everything, then this page | `make bench` (the `bench` extra, then `python -m bench all`) \
-| 40 min |
+| 45 min |
 | the whole pipeline, all parts (after 20 s of warm-up) | `python -m bench pipeline` \
-| 30 min |
+| 35 min |
 | growth at 10k, 100k and 1M callbacks (merged into pipeline.json) | \
 `python -m bench pipeline --parts growth` | 10 min |
 | steady load only | `python -m bench pipeline --parts steady --rate 5000 --duration 60` | 5 min |
