@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from contract import jsonbytes
 from contract.errors import BadCallback
 from contract.kinds import CallbackKind
 
@@ -33,7 +34,8 @@ class Event:
         return self.values.get(column)
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(
+        """Exact-size (`jsonbytes`): an intake batch holds up to thousands of these."""
+        return jsonbytes.dumps(
             {
                 "v": EVENT_VERSION,
                 "kind": self.kind.value,

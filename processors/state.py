@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from contract import jsonbytes
 from contract.alerts import scope_key
 from contract.events import Event
 from contract.kinds import CallbackKind
@@ -118,8 +119,9 @@ class Transition:
         return self.state.status
 
     def record(self) -> bytes:
-        """The status-change record on processors.sid-state (its latest per key is the state)."""
-        return orjson.dumps(
+        """The status-change record on processors.sid-state (its latest per key is the state).
+        Held until the batch's outputs are acknowledged: an exact-size copy (`jsonbytes`)."""
+        return jsonbytes.dumps(
             {
                 "kind": self.kind.value,
                 "sid": self.sid,

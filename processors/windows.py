@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from contract import jsonbytes
 from contract.settings import Settings
 from contract.windows import CallWindow, DeliveryWindow
 from processors.state import Family
@@ -207,7 +208,8 @@ class ScopeWindows:
         return min(dues, default=None)
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(
+        """The value kept in the window table: an exact-size copy (`jsonbytes`)."""
+        return jsonbytes.dumps(
             {
                 "family": self.family.value,
                 "buckets": self.buckets,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 from contract.kinds import CallbackKind
 from processors.sidstore import SidStore
 from processors.state import SidState, Transition, scopes, state_from_record, state_key, step
@@ -171,3 +173,18 @@ def test_final_states_are_forgotten_sooner_than_the_others() -> None:
     assert store.get(0, keys["sent"]) is not None
     assert store.get(0, keys["in-progress"]) is not None
     assert store.get(0, keys["fresh"]) is not None
+
+
+def test_a_state_record_held_in_memory_costs_about_its_length() -> None:
+    """Batches hold their state records until Kafka acknowledges them: each must cost
+    its own length, not the 4 KiB buffer orjson returns its output in."""
+    [transition] = run(sms("SM" + "0" * 32, "delivered", at=T))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        records = [transition.record() for _ in range(1000)]
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert state_from_record(records[0]) == transition.state
+    assert held / len(records) < 2 * len(records[0])
