@@ -154,9 +154,12 @@ def test_refused_signatures_are_403_and_land_nothing(
     other_key = str(RequestValidator("54321").build_signature_with_compatibility(url, SMS))
     other_port = form_signature(url.replace(".com/", ".com:8443/"), SMS)
     plain_http = form_signature(url.replace("https:", "http:"), SMS)
+    # the signature of this message's earlier callback, kept and sent again with the later one
+    stale = form_signature(url, {**SMS, "MessageStatus": "sent"})
     cases: dict[str, tuple[str, dict[str, str], str | None]] = {
         "missing": (path, SMS, None),
         "forged": (path, SMS, "Zm9yZ2VkIQ=="),
+        "stale (the message's earlier callback's)": (path, SMS, stale),
         "replayed with altered params": (path, {**SMS, "MessageStatus": "failed"}, good),
         "replayed with an added param": (path, {**SMS, "ErrorCode": "30007"}, good),
         "replayed with altered tags": ("/callbacks/sms?campaign=autumn", SMS, good),
