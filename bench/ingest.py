@@ -331,6 +331,17 @@ def markdown(
                 f"| {server.label} | {c}{peak} | {fmt(m['per_s'])} | {fmt(m['p50_ms'], 1)} | "
                 f"{fmt(m['p99_ms'], 1)} | {fmt(m['cpu_us_per_req'])} | {fmt(m['non2xx'])} |"
             )
+    two_workers = (
+        "A second worker adds no durable throughput on this machine: wrk, the broker and "
+        "both workers share its two cores, and the edge's CPU per request rises from "
+        f"{fmt(f['durable_cpu_us_per_req_1w'])} to {fmt(f['durable_cpu_us_per_req_2w'])} us "
+        "(each worker's producer has half the callbacks to batch into its requests). "
+        "The bare app, with no broker to share the cores with, does gain. Where cores "
+        "are spare, "
+        "`SWITCHBOARD_INGEST_WORKERS` scales the edge."
+        if f["durable_per_s_2w"] <= f["durable_per_s_1w"]
+        else "A second worker adds durable throughput in this run."
+    )
     low_load, high_load = machine["load_avg_1m_range"]
     command = (
         f"python -m bench.ingest --runs {args.runs} --duration {args.duration:g} "
@@ -354,6 +365,8 @@ The bar (issue 3), one worker, in this run: **{verdict}**. Besides the edge, the
 {f["edge_non2xx_total"]} non-2xx; the topic holds {fmt(f["records_on_topic_total"])} records
 for {fmt(f["acknowledged_total"])} acknowledged (more is fine: wrk stops counting with
 requests in flight).
+
+{two_workers}
 
 Machine: {machine.get("cores")} cores ({machine.get("cpu_model")}); the load average went
 from {low_load} to {high_load} during the measurements. wrk, the broker and the server share
