@@ -70,8 +70,9 @@ def render(slices: list[dict[str, Any]], opts: argparse.Namespace) -> str:
         "of the slice could be timed, because each scope alerts once per alert window "
         "(15 min), and the account and number scopes the slices share alerted earlier.",
         "",
-        f"Command: `python -m bench.soak --minutes {opts.minutes:g} "
-        f"--rate {opts.rate:g} --slice {opts.slice:g} --final-state-ttl {opts.final_state_ttl}`",
+        "Every argument of this run: "
+        f"`python -m bench.soak --minutes {opts.minutes:g} --rate {opts.rate:g} "
+        f"--slice {opts.slice:g} --final-state-ttl {opts.final_state_ttl}`",
         "",
     ]
     return "\n".join(lines)
