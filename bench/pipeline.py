@@ -38,6 +38,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -621,7 +622,10 @@ def verify(broker: LocalBroker, opts: Options) -> dict[str, float]:
 # --- the report -------------------------------------------------------------------------
 
 
-def render(figures: dict[str, Any], opts: Options, machine: dict[str, Any]) -> str:
+def render(
+    figures: dict[str, Any], opts: Options, machine: dict[str, Any], ran: dict[str, str]
+) -> str:
+    """`ran`: when each part's figures were measured (a part run alone keeps the others')."""
     f = figures
     lines = [
         "## Pipeline: the whole of Switchboard on one machine, and the seed's apps",
@@ -633,6 +637,10 @@ def render(figures: dict[str, Any], opts: Options, machine: dict[str, Any]) -> s
         f"{opts.runs} run(s) per figure (the seed's: {opts.baseline_runs}). Traffic from"
         f" `switchboard simulate` with {opts.duplicates:.0%} provider retries and"
         f" {opts.reorder:.0%} late callbacks; stages log at {opts.log_level}.",
+        "",
+        "Each part's figures are from its latest run: "
+        + ", ".join(f"{part} {when}" for part, when in ran.items())
+        + " (UTC). The machine line above is the latest run's.",
         "",
         "| figure | value | bar |",
         "|---|---|---|",
@@ -863,6 +871,7 @@ def main(argv: list[str] | None = None) -> None:
     opts.workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     broker = start_broker(opts.workdir)
     figures: dict[str, Any] = {}
+    ran: dict[str, str] = {}  # part -> when it finished
     parts: dict[str, Callable[[], dict[str, float]]] = {
         "steady": lambda: repeat(opts.runs, lambda: steady(broker, opts, seed=int(time.time()))),
         "growth": lambda: growth(broker, opts),
@@ -876,6 +885,7 @@ def main(argv: list[str] | None = None) -> None:
             logger.info("part %s", part)
             started = time.monotonic()
             figures |= parts[part]()
+            ran[part] = f"{datetime.now(UTC):%Y-%m-%d %H:%M}"
             logger.info("part %s done in %.0f s", part, time.monotonic() - started)
     finally:
         broker.stop()
@@ -886,7 +896,9 @@ def main(argv: list[str] | None = None) -> None:
         earlier = _earlier()
         config = earlier.pop("config", {}) | {"last_parts_run": list(opts.parts), **config}
         figures = {k: v for k, v in earlier.items() if k not in ("machine", "command")} | figures
-    markdown = render(figures, opts, machine)
+        ran = config.get("part_runs", {}) | ran
+    config["part_runs"] = {part: ran[part] for part in Options().parts if part in ran}
+    markdown = render(figures, opts, machine, config["part_runs"])
     path = write_results("pipeline", figures, markdown, machine=machine, config=config)
     logger.info("wrote %s", path)
 
