@@ -337,8 +337,7 @@ def markdown(
         f"{fmt(f['durable_cpu_us_per_req_1w'])} to {fmt(f['durable_cpu_us_per_req_2w'])} us "
         "(each worker's producer has half the callbacks to batch into its requests). "
         "The bare app, with no broker to share the cores with, does gain. Where cores "
-        "are spare, "
-        "`SWITCHBOARD_INGEST_WORKERS` scales the edge."
+        "are spare, `SWITCHBOARD_INGEST_WORKERS` scales the edge."
         if f["durable_per_s_2w"] <= f["durable_per_s_1w"]
         else "A second worker adds durable throughput in this run."
     )
