@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     # --- sinks ---
     sink_batch_rows: int = Field(20_000, ge=1)
     sink_batch_seconds: float = Field(0.5, gt=0)
+    sink_metrics_batch_seconds: float = Field(
+        5.0, gt=0, description="age of the window figures' batches (no early close)"
+    )
     sink_retry_max_s: float = Field(30.0, gt=0)
     api_host: str = "127.0.0.1"
     api_port: int = Field(8081, ge=0, le=65535)

@@ -51,19 +51,44 @@ def workers(settings: Settings, store: Store, producer: Producer) -> list[Worker
     forwards and the alert dispatch."""
     group = f"{settings.topic_prefix}switchboard-sink"
 
-    def writer(name: str, topic: Topic, mapper: RowMapper) -> BatchWriter:
+    def writer(
+        name: str,
+        topic: Topic,
+        mapper: RowMapper,
+        *,
+        age_s: float | None = None,
+        close_early: bool = True,
+    ) -> BatchWriter:
         return BatchWriter.for_topic(
-            settings, store, topic, group=f"switchboard-sink-{name}", name=name, mapper=mapper
+            settings,
+            store,
+            topic,
+            group=f"switchboard-sink-{name}",
+            name=name,
+            mapper=mapper,
+            age_s=age_s,
+            close_early=close_early,
         )
 
+    # Window figures are published every `metrics_interval_s` and read by people, not
+    # waited on: batched by age alone, they cost a part per age, not one per burst.
+    figures_age = settings.sink_metrics_batch_seconds
     return [
         writer("events", Topic.EVENTS, event_row),
         writer(
             "delivery-windows",
             Topic.METRICS_DELIVERY,
             record_row("delivery_windows", DeliveryWindow),
+            age_s=figures_age,
+            close_early=False,
         ),
-        writer("call-windows", Topic.METRICS_CALLS, record_row("call_windows", CallWindow)),
+        writer(
+            "call-windows",
+            Topic.METRICS_CALLS,
+            record_row("call_windows", CallWindow),
+            age_s=figures_age,
+            close_early=False,
+        ),
         writer("alerts", Topic.ALERTS, record_row("alerts", Alert)),
         Enricher(settings, store, group=f"{group}-enrich"),
         forwards_loop(settings, store, producer, group=f"{group}-forwards"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import random
 import socket
+import time
 
 import pytest
 
@@ -92,6 +93,38 @@ def test_a_burst_is_written_once_read_not_at_its_batch_age(topics: Settings, sto
             timeout=30,
         )
     assert _count(store, "sms_events") == 50
+
+
+def test_window_figures_wait_out_their_batch_age(topics: Settings, store: Store) -> None:
+    """The window-figure writers (`close_early=False`, as the sink runs them) hold a
+    caught-up batch until its age: one insert, one part, per age rather than per burst.
+    A writer that closes early would have written the second burst within a second."""
+    group = "dw-aged"
+    first = [_delivery(f"campaign:c{i}", 60, T0, delivered=i, updated=T0) for i in range(10)]
+    second = [_delivery(f"campaign:d{i}", 60, T0, delivered=i, updated=T0) for i in range(10)]
+    writer = BatchWriter.for_topic(
+        topics,
+        store,
+        Topic.METRICS_DELIVERY,
+        group=group,
+        name=group,
+        mapper=record_row("delivery_windows", DeliveryWindow),
+        age_s=4.0,
+        close_early=False,
+    )
+    produce(topics, Topic.METRICS_DELIVERY, [(w.scope, w.to_bytes()) for w in first])
+    with Running(writer):
+
+        def written() -> int:
+            return committed_total(topics, topics.topic_prefix + group, Topic.METRICS_DELIVERY)
+
+        wait_for(lambda: written() == 10, what="the first burst, at its batch age", timeout=60)
+        produce(topics, Topic.METRICS_DELIVERY, [(w.scope, w.to_bytes()) for w in second])
+        time.sleep(1.5)
+        assert written() == 10, "the second burst was written before its batch age"
+        assert _count(store, "delivery_windows") == 10
+        wait_for(lambda: written() == 20, what="the second burst, at its batch age", timeout=60)
+    assert _count(store, "delivery_windows") == 20
 
 
 def _delivery(scope: str, window_s: int, start: float, delivered: int, updated: float):

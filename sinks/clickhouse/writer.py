@@ -4,6 +4,9 @@ Batches close by size or by time, or as soon as the writer has caught up (a cons
 came back empty): waiting out the batch's age then would only delay its rows, at the
 end of a burst most of all. So that a trickle of records does not become an insert per
 record, a batch closes that early only `_EARLY_CLOSE_GAP_S` after the previous one.
+A writer whose rows nobody waits for (the window figures) closes by size and age only:
+every insert makes a part, and a part's fixed cost in ClickHouse (about 10 ms of CPU)
+outweighs its rows' at the sizes these topics bring.
 
 While one batch is being inserted (on a helper thread: chDB and the HTTP client
 release the GIL) the next is consumed, so reading Kafka and writing ClickHouse overlap.
@@ -42,12 +45,14 @@ from sinks.consuming import paused_wait, sink_consumer
 logger = logging.getLogger(__name__)
 
 ROWS_WRITTEN = Counter("switchboard_sink_rows_total", "Rows written to ClickHouse", ["table"])
+# by table: each insert makes a part, whose fixed cost outweighs its rows' at small sizes
 BATCH_ROWS = Histogram(
     "switchboard_sink_batch_rows",
     "Rows per ClickHouse insert batch",
+    ["table"],
     buckets=(1, 10, 100, 1000, 5000, 20000, 50000, 100000),
 )
-INSERT_SECONDS = Histogram("switchboard_sink_insert_seconds", "Time of one batch insert")
+INSERT_SECONDS = Histogram("switchboard_sink_insert_seconds", "Time of one batch insert", ["table"])
 INSERT_ERRORS = Counter("switchboard_sink_insert_errors_total", "Failed batch inserts", ["table"])
 BAD_RECORDS = Counter(
     "switchboard_sink_bad_records_total", "Records that could not be read", ["topic"]
@@ -104,12 +109,16 @@ class BatchWriter:
         topics: list[str],
         mapper: RowMapper,
         name: str,
+        age_s: float | None = None,
+        close_early: bool = True,
     ) -> None:
         self.settings = settings
         self.store = store
         self.mapper = mapper
         self.name = name
         self.topics = topics
+        self.age_s = settings.sink_batch_seconds if age_s is None else age_s
+        self.close_early = close_early
         self._consumer = sink_consumer(settings, group)
         self._stop = threading.Event()
         self._batch = _Batch()  # being filled
@@ -128,6 +137,8 @@ class BatchWriter:
         group: str,
         name: str,
         mapper: RowMapper,
+        age_s: float | None = None,
+        close_early: bool = True,
     ) -> BatchWriter:
         """One of our topics under the deployment's prefix; `group` gets the prefix too."""
         return cls(
@@ -137,6 +148,8 @@ class BatchWriter:
             name=name,
             topics=[topic_name(topic, settings.topic_prefix)],
             mapper=mapper,
+            age_s=age_s,
+            close_early=close_early,
         )
 
     def stop(self) -> None:
@@ -145,7 +158,7 @@ class BatchWriter:
     def run(self) -> None:
         self._consumer.subscribe(self.topics, on_revoke=self._on_revoke)
         logger.info("%s writer consuming %s", self.name, ", ".join(self.topics))
-        limit, age = self.settings.sink_batch_rows, self.settings.sink_batch_seconds
+        limit, age = self.settings.sink_batch_rows, self.age_s
         deadline = time.monotonic() + age
         inserted_at = 0.0  # when the last batch closed
         try:
@@ -154,7 +167,9 @@ class BatchWriter:
                 messages = self._consumer.consume(num_messages=want, timeout=0.1)
                 self._add(messages)
                 now = time.monotonic()
-                caught_up = not messages and now - inserted_at >= _EARLY_CLOSE_GAP_S
+                caught_up = (
+                    self.close_early and not messages and now - inserted_at >= _EARLY_CLOSE_GAP_S
+                )
                 if self._batch.size >= limit or (
                     self._batch.size and (caught_up or now >= deadline)
                 ):
@@ -277,8 +292,8 @@ class BatchWriter:
             except Exception:
                 INSERT_ERRORS.labels(table).inc()
                 raise
-            INSERT_SECONDS.observe(time.perf_counter() - started)
-            BATCH_ROWS.observe(len(rows))
+            INSERT_SECONDS.labels(table).observe(time.perf_counter() - started)
+            BATCH_ROWS.labels(table).observe(len(rows))
             ROWS_WRITTEN.labels(table).inc(len(rows))
             batch.size -= len(rows)
             del batch.rows[table]
