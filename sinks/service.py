@@ -51,14 +51,10 @@ def workers(settings: Settings, store: Store, producer: Producer) -> list[Worker
     forwards and the alert dispatch."""
     group = f"{settings.topic_prefix}switchboard-sink"
 
-    def writer(
-        name: str,
-        topic: Topic,
-        mapper: RowMapper,
-        *,
-        age_s: float | None = None,
-        close_early: bool = True,
-    ) -> BatchWriter:
+    def writer(name: str, topic: Topic, mapper: RowMapper, *, figures: bool = False) -> BatchWriter:
+        """`figures`: window figures, published every `metrics_interval_s` and read by
+        people, not waited on. Batched by age alone, they cost a part per age rather
+        than one per burst."""
         return BatchWriter.for_topic(
             settings,
             store,
@@ -66,28 +62,23 @@ def workers(settings: Settings, store: Store, producer: Producer) -> list[Worker
             group=f"switchboard-sink-{name}",
             name=name,
             mapper=mapper,
-            age_s=age_s,
-            close_early=close_early,
+            age_s=settings.sink_metrics_batch_seconds if figures else None,
+            close_early=not figures,
         )
 
-    # Window figures are published every `metrics_interval_s` and read by people, not
-    # waited on: batched by age alone, they cost a part per age, not one per burst.
-    figures_age = settings.sink_metrics_batch_seconds
     return [
         writer("events", Topic.EVENTS, event_row),
         writer(
             "delivery-windows",
             Topic.METRICS_DELIVERY,
             record_row("delivery_windows", DeliveryWindow),
-            age_s=figures_age,
-            close_early=False,
+            figures=True,
         ),
         writer(
             "call-windows",
             Topic.METRICS_CALLS,
             record_row("call_windows", CallWindow),
-            age_s=figures_age,
-            close_early=False,
+            figures=True,
         ),
         writer("alerts", Topic.ALERTS, record_row("alerts", Alert)),
         Enricher(settings, store, group=f"{group}-enrich"),
