@@ -1,5 +1,5 @@
 """Rows per second into ClickHouse (chDB) by batch size: through the sink's real writer
-path (Kafka -> BatchWriter -> chDB, commit included) and for the insert alone.
+path (Kafka -> the event writer -> chDB, commit included) and for the insert alone.
 
 The rows are the events topic's records as the processors publish them (SMS status
 callbacks, about 520 bytes of JSON each), so the writer does exactly what it does in
@@ -42,7 +42,7 @@ from contract.topics import Topic, topic_name
 from sinks.clickhouse.rows import event_row
 from sinks.clickhouse.schema import EVENT_STAGING, STAGING_COLUMNS, migrate
 from sinks.clickhouse.store import Store
-from sinks.clickhouse.writer import BatchWriter
+from sinks.clickhouse.writer import table_writer
 
 BATCH_SIZES = (1_000, 5_000, 20_000, 100_000)
 DEFAULT_BATCH = int(Settings.model_fields["sink_batch_rows"].default)
@@ -107,7 +107,7 @@ def produce(settings: Settings, topic: str, records: list[bytes]) -> float:
 
 
 def new_topic(settings: Settings, admin: AdminClient) -> str:
-    name = f"{topic_name(Topic.EVENTS, settings.topic_prefix)}-{uuid.uuid4().hex[:8]}"
+    name = topic_name(Topic.EVENTS, settings.topic_prefix)
     topic = NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=1)
     admin.create_topics([topic])[name].result()
     return name
@@ -159,7 +159,7 @@ def rows_written() -> float:
 def through_writer(
     settings: Settings, store: Store, records: list[bytes], batch: int
 ) -> tuple[float, float]:
-    """(rows/s, CPU cores used) of the sink's event writer (a BatchWriter) reading
+    """(rows/s, CPU cores used) of the sink's event writer (`table_writer`) reading
     `records` from Kafka into chDB, from the moment they could be read to the last
     insert. It joins its group on an empty topic and the records then appear at once
     (one transaction), so the group's join falls outside the measurement. Batches close
@@ -167,16 +167,11 @@ def through_writer(
     before the writer is stopped."""
     empty(store)
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    topic = new_topic(settings, admin)
-    group = f"bench-{uuid.uuid4().hex[:8]}"
-    writer = BatchWriter(
-        settings.model_copy(update={"sink_batch_rows": batch}),
-        store,
-        group=group,
-        name="bench",
-        topics=[topic],
-        mapper=event_row,
-    )
+    prefix = f"{settings.topic_prefix}b{uuid.uuid4().hex[:8]}."
+    run = settings.model_copy(update={"sink_batch_rows": batch, "topic_prefix": prefix})
+    topic = new_topic(run, admin)
+    group = f"{prefix}bench"
+    writer = table_writer(run, store, Topic.EVENTS, group="bench", name="bench", mapper=event_row)
     target = rows_written() + len(records)
     thread = threading.Thread(target=writer.run)
     thread.start()
@@ -257,9 +252,9 @@ def markdown(
         "## Sink: rows per second into ClickHouse (chDB)",
         "",
         f"{fmt(figures['rows_per_run'])} SMS events (the events topic's records) per run, "
-        f"median of {figures['runs']} runs. *Writer path*: the sink's event writer (a "
-        "`BatchWriter`) consuming them from Kafka into chDB, first record to last insert "
-        "(commits included). *Insert "
+        f"median of {figures['runs']} runs. *Writer path*: the sink's event writer "
+        "(`table_writer`, on the consumer runtime) consuming them from Kafka into chDB, "
+        "first record to last insert (commits included). *Insert "
         "alone*: `Store.insert_json` of the same prepared batches. Both go through the "
         "staging table and view that write `sms_events`. Cores: CPU seconds of the "
         "benchmark process (chDB's threads included) per wall second.",

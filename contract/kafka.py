@@ -82,6 +82,19 @@ def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, A
     }
 
 
+def sink_consumer_config(settings: Settings) -> dict[str, Any]:
+    """What the sink's consumers add to `consumer_config`."""
+    return {
+        # a killed sink that is not restarted has its partitions moved on after this
+        "session.timeout.ms": settings.sink_session_timeout_ms,
+        # librdkafka's 1 MiB per partition per fetch held the writer to about 170,000
+        # records/s, waiting on the broker; 10 MiB lets one fetch fill most of a batch
+        # (bench/sink: consume alone then runs at 500,000/s+).
+        "max.partition.fetch.bytes": 10 * 1024 * 1024,
+        "queued.min.messages": 200_000,
+    }
+
+
 def admin(settings: Settings) -> AdminClient:
     return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "logger": rdkafka_logger})
 

@@ -31,6 +31,17 @@ class Settings(BaseSettings):
     topic_prefix: str = ""
     topic_partitions: int = Field(4, ge=1, description="partitions of every topic we create")
     topic_replication: int = Field(1, ge=1)
+    instance_id: str = Field(
+        "",
+        description="this stage instance's stable name in its consumer groups (static "
+        "membership: a restarted stage takes its partitions back at once); the host name "
+        "when empty; distinct per instance when several of one stage share a host",
+    )
+    record_max_attempts: int = Field(
+        5,
+        ge=1,
+        description="tries of a record whose handling raises before it is dead-lettered",
+    )
 
     # --- storage ---
     data_dir: Path = Path("./data")

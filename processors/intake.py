@@ -1,10 +1,11 @@
 """The intake: raw callbacks to events, per-SID state, window increments and forwards.
 
-It runs in a thread of the processors worker on librdkafka (confluent-kafka), not as
-a faust agent: faust spends about 100 µs of CPU on its own plumbing per record, even
-for a no-op agent reading with `take_events()` (bench/process.py measures it as the
-baseline), which alone is more than the 10,000 callbacks/s target allows. librdkafka
-fetches and produces in its own threads and hands over whole batches.
+It runs in a thread of the processors worker, a strategy on the consumer runtime
+(`runtime/consumer.py`, librdkafka through confluent-kafka), not as a faust agent:
+faust spends about 100 µs of CPU on its own plumbing per record, even for a no-op
+agent reading with `take_events()` (bench/process.py measures it as the baseline),
+which alone is more than the 10,000 callbacks/s target allows. librdkafka fetches and
+produces in its own threads and hands over whole batches.
 
 Processing guarantee: at least once, with outputs that are safe to repeat. A batch:
 1. publishes events, dead letters, window increments and forward requests, and waits
@@ -36,17 +37,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import (
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import KafkaError, Message, Producer, TopicPartition
 
 from contract.errors import DeliveryFailed, ServiceUnavailable
-from contract.kafka import consumer_config, producer_config
+from contract.kafka import admin, producer_config
 from contract.kinds import SPECS, CallbackKind
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
@@ -56,6 +50,7 @@ from processors.replay import read_to_end
 from processors.sidstore import SidStore
 from processors.state import SidState, state_from_record
 from processors.windows import WindowPlan
+from runtime.consumer import ConsumerRuntime, Offsets
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +69,7 @@ class _InFlight:
     """A batch on its way: outputs acknowledged, then its state changes, then its offsets."""
 
     state: list[tuple[int, bytes, bytes]]
-    offsets: dict[tuple[str, int], int]
+    offsets: Offsets
     unacked: int = 0  # records of the current step not acknowledged yet
     state_sent: bool = False
     error: KafkaError | None = None
@@ -90,119 +85,143 @@ class _InFlight:
         return self.state_sent and not self.unacked
 
 
+def intake_consumer(settings: Settings) -> ConsumerRuntime:
+    """The intake on the consumer runtime: the raw topics, in batches."""
+    transitions = topic_name(Topic.TRANSITIONS, settings.topic_prefix)
+    found = admin(settings).list_topics(transitions, timeout=10).topics.get(transitions)
+    if found is None or not found.partitions:
+        raise ServiceUnavailable(f"topic {transitions} has no partitions; is it created?")
+    producer = Producer(producer_config(settings))
+    intake: Intake | None = None
+
+    def strategy(runtime: ConsumerRuntime) -> Intake:
+        nonlocal intake
+        intake = Intake(settings, runtime, producer, len(found.partitions))
+        return intake
+
+    def on_assign(assigned: list[TopicPartition]) -> None:
+        assert intake is not None
+        intake.assign(assigned)
+
+    return ConsumerRuntime(
+        settings,
+        name="intake",
+        group=intake_group(settings),
+        topics=[topic_name(spec.raw_topic, settings.topic_prefix) for spec in SPECS.values()],
+        strategy=strategy,
+        batch_size=settings.process_batch_max,
+        batch_wait_s=settings.process_batch_wait_s,
+        on_assign=on_assign,
+        config={
+            "partition.assignment.strategy": "range",
+            # Wait up to 20 ms for 64 KiB rather than fetch whatever one produce
+            # brought: at campaign rates the edge's small produce requests each
+            # answered a fetch (about 430 fetches/s at 2,700 callbacks/s), and the
+            # broker's CPU went to requests, not bytes. Same-session A/B of
+            # bench/pipeline's steady part: 3,000 -> 3,670 callbacks/s sustained at
+            # 50 ms; but 50 ms also put the alert p99 over 2 s (2,303 and 2,142 ms
+            # against 1,580 before). 20 ms kept the gain (4,779/s) with the alert p99
+            # at 1,774 ms.
+            "fetch.min.bytes": 64 * 1024,
+            "fetch.wait.max.ms": 20,
+            "enable.auto.offset.store": False,
+            "session.timeout.ms": int(settings.process_session_timeout_s * 1000),
+            "heartbeat.interval.ms": int(settings.process_session_timeout_s * 250),
+        },
+    )
+
+
 class Intake:
-    def __init__(self, settings: Settings) -> None:
+    """The intake's strategy: process a batch, publish, then its state, then commit."""
+
+    def __init__(
+        self, settings: Settings, runtime: ConsumerRuntime, producer: Producer, partitions: int
+    ) -> None:
         self.settings = settings
-        self.group = intake_group(settings)
+        self.runtime = runtime
+        self.producer = producer
+        self.partitions = partitions  # of the transitions topic
         self.kinds: dict[str, CallbackKind] = {
             topic_name(spec.raw_topic, settings.topic_prefix): kind for kind, spec in SPECS.items()
         }
         self.store = SidStore()
         self.plan = WindowPlan.from_settings(settings)
-        self._stopping = False
         self._held: set[int] = set()  # partition numbers held until the current rebalance
         self._last_sweep = time.monotonic()
         self._in_flight: deque[_InFlight] = deque()
-        self._consumer: Consumer | None = None
-        self._producer: Producer | None = None
 
     def _name(self, topic: Topic) -> str:
         return topic_name(topic, self.settings.topic_prefix)
 
-    def stop(self) -> None:
-        """Finish the batch in hand, commit it, leave the group."""
-        self._stopping = True
+    # --- the strategy ---
 
-    def run(self) -> None:
-        consumer = Consumer(
-            consumer_config(
-                self.settings,
-                self.group,
-                **{
-                    "partition.assignment.strategy": "range",
-                    # Wait up to 20 ms for 64 KiB rather than fetch whatever one
-                    # produce brought: at campaign rates the edge's small produce
-                    # requests each answered a fetch (about 430 fetches/s at 2,700
-                    # callbacks/s), and the broker's CPU went to requests, not bytes.
-                    # Same-session A/B of bench/pipeline's steady part: 3,000 -> 3,670
-                    # callbacks/s sustained at 50 ms; but 50 ms also put the alert p99
-                    # over 2 s (2,303 and 2,142 ms against 1,580 before). 20 ms kept
-                    # the gain (4,779/s) with the alert p99 at 1,774 ms.
-                    "fetch.min.bytes": 64 * 1024,
-                    "fetch.wait.max.ms": 20,
-                    "enable.auto.offset.store": False,
-                    "session.timeout.ms": int(self.settings.process_session_timeout_s * 1000),
-                    "heartbeat.interval.ms": int(self.settings.process_session_timeout_s * 250),
-                },
-            )
-        )
-        producer = Producer(producer_config(self.settings))
-        self._consumer, self._producer = consumer, producer
-        try:
-            transitions = self._name(Topic.TRANSITIONS)
-            partitions = len(
-                consumer.list_topics(transitions, timeout=10).topics[transitions].partitions
-            )
-            if not partitions:
-                raise ServiceUnavailable(f"topic {transitions} has no partitions; is it created?")
-            consumer.subscribe(
-                list(self.kinds),
-                on_assign=self._on_assign,
-                on_revoke=self._on_revoke,
-                on_lost=self._on_lost,
-            )
-            logger.info("intake consuming %s as %s", ", ".join(self.kinds), self.group)
-            while not self._stopping:
-                messages = consumer.consume(
-                    self.settings.process_batch_max, self.settings.process_batch_wait_s
-                )
-                if messages:
-                    self._handle(producer, messages, partitions)
-                self._advance()
-                if time.monotonic() - self._last_sweep > SWEEP_EVERY_S:
-                    self._sweep(producer)
-            self._drain()
-        finally:
-            remaining = producer.flush(ACK_TIMEOUT_S)
-            consumer.close()
-            logger.info("intake stopped (%d records unflushed)", remaining)
-
-    def _handle(self, producer: Producer, messages: list[Message], partitions: int) -> None:
+    def submit(self, records: list[Message], offsets: Offsets) -> None:
         started = time.perf_counter()
         raws: list[Raw] = []
-        offsets: dict[tuple[str, int], int] = {}
         kinds: Counter[str] = Counter()
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                if error.fatal():
-                    raise KafkaException(error)
-                logger.warning("intake consumer: %s", error)
-                continue
-            topic, partition, offset = message.topic(), message.partition(), message.offset()
-            kind = self.kinds[topic]
+        topic_kinds = self.kinds
+        for message in records:
+            kind = topic_kinds[message.topic()]
             kinds[kind] += 1
-            raws.append(Raw(kind, partition, offset, message.value() or b""))
-            offsets[(topic, partition)] = offset
-        out = process_batch(raws, self.store, self.settings, self.plan, partitions)
+            raws.append(Raw(kind, message.partition(), message.offset(), message.value() or b""))
+        out = process_batch(raws, self.store, self.settings, self.plan, self.partitions)
         processed = time.perf_counter()
         batch = _InFlight(out.state, offsets)
-        self._publish_outputs(producer, out, batch)
+        self._publish_outputs(out, batch)
         self._in_flight.append(batch)
         deadline = time.monotonic() + ACK_TIMEOUT_S
         while len(self._in_flight) > MAX_IN_FLIGHT:  # read no further ahead than this
             if time.monotonic() > deadline:
                 raise DeliveryFailed("unacknowledged for too long", topic="intake outputs")
-            producer.poll(0.01)
+            self.producer.poll(0.01)
             self._advance()
         self._count(out, kinds, processed - started, time.perf_counter() - processed)
 
+    def poll(self) -> None:
+        self._advance()
+        if time.monotonic() - self._last_sweep > SWEEP_EVERY_S:
+            self._sweep()
+
+    def revoke(self, settle: bool) -> None:
+        if settle:
+            self._drain()  # the batches in hand are ours to commit until the revocation completes
+            self._held = set(self.store.partitions)
+            return
+        self._in_flight.clear()  # no longer ours to commit: the new owner replays them
+        self._held = set()
+        self.store.keep_only(())
+
+    def close(self) -> None:
+        try:
+            self._drain()
+        finally:
+            remaining = self.producer.flush(ACK_TIMEOUT_S)
+            logger.info("intake: %d records unflushed at the stop", remaining)
+
+    def assign(self, assigned: list[TopicPartition]) -> None:
+        """Called inside the rebalance, before any record of the new assignment."""
+        numbers = {tp.partition for tp in assigned}
+        # Partitions held until this very rebalance are current in memory; others are not.
+        kept = self._held & numbers
+        self.store.keep_only(kept)
+        fresh = numbers - kept
+        if fresh:
+            started = time.monotonic()
+            for partition, states in recover_states(self.settings, fresh).items():
+                self.store.load(partition, states)
+            logger.info(
+                "intake recovered %d per-SID states of partitions %s in %.1f s",
+                len(self.store),
+                sorted(fresh),
+                time.monotonic() - started,
+            )
+        self._held = numbers
+
+    # --- steps 2 and 3 ---
+
     def _advance(self, wait: bool = False) -> None:
         """Steps 2 and 3 for every batch, oldest first, as far as acknowledgements allow."""
-        producer, consumer = self._producer, self._consumer
-        if producer is None or consumer is None:
-            return
-        producer.poll(0)
+        self.producer.poll(0)
         for batch in self._in_flight:
             if batch.error is not None:
                 # nothing of it is committed: the batch is processed again after the restart
@@ -210,13 +229,15 @@ class Intake:
             if batch.unacked:
                 break  # later batches' state changes must not overtake this one's
             if not batch.state_sent:
-                self._publish_state(producer, batch)
+                self._publish_state(batch)
                 if batch.unacked:
                     break
-        offsets: dict[tuple[str, int], int] = {}
+        done = Offsets()
         while self._in_flight and self._in_flight[0].done:
-            offsets |= self._in_flight.popleft().offsets
-        self._commit(consumer, offsets, wait)
+            done = done.merge(self._in_flight.popleft().offsets)
+        # A commit refused (a rebalance took the partitions): the new owner replays the
+        # batch, harmlessly.
+        self.runtime.commit(done, asynchronous=not wait)
 
     def _drain(self) -> None:
         """Settle every batch in hand: before a rebalance takes partitions, and at a stop."""
@@ -224,43 +245,39 @@ class Intake:
         while self._in_flight:
             if time.monotonic() > deadline:
                 raise DeliveryFailed("unacknowledged for too long", topic="intake outputs")
-            if self._producer is not None:
-                self._producer.poll(0.01)
+            self.producer.poll(0.01)
             self._advance(wait=True)
 
-    def _publish_state(self, producer: Producer, batch: _InFlight) -> None:
+    def _publish_state(self, batch: _InFlight) -> None:
         batch.state_sent = True
         batch.unacked += len(batch.state)  # before producing: a poll may acknowledge at once
         state_topic = self._name(Topic.SID_STATE)
         for partition, key, value in batch.state:
-            self._produce(producer, state_topic, key, value, partition, batch.acked)
+            self._produce(state_topic, key, value, partition, batch.acked)
 
-    def _publish_outputs(self, producer: Producer, out: BatchOutput, batch: _InFlight) -> None:
+    def _publish_outputs(self, out: BatchOutput, batch: _InFlight) -> None:
         batch.unacked += (  # before producing: a poll may acknowledge at once
             len(out.events) + len(out.dead_letters) + len(out.transitions) + len(out.forwards)
         )
         acked = batch.acked
         events = self._name(Topic.EVENTS)
         for partition, key, value in out.events:
-            self._produce(producer, events, key, value, partition, acked)
+            self._produce(events, key, value, partition, acked)
         dead_letter = self._name(Topic.CALLBACKS_DEAD_LETTER)
         for _, key, value in out.dead_letters:
-            self._produce(producer, dead_letter, key, value, None, acked)
+            self._produce(dead_letter, key, value, None, acked)
         transitions = self._name(Topic.TRANSITIONS)
         for partition, record in out.transitions.items():
-            self._produce(producer, transitions, None, record.to_bytes(), partition, acked)
+            self._produce(transitions, None, record.to_bytes(), partition, acked)
         forwards = self._name(Topic.FORWARDS)
         for forward in out.forwards:
             logger.info(
                 "forward %s sid=%s call_sid=%s", forward.kind, forward.forward_id, forward.call_sid
             )
-            self._produce(
-                producer, forwards, forward.forward_id.encode(), forward.to_bytes(), None, acked
-            )
+            self._produce(forwards, forward.forward_id.encode(), forward.to_bytes(), None, acked)
 
     def _produce(
         self,
-        producer: Producer,
         topic: str,
         key: bytes | None,
         value: bytes | None,
@@ -274,24 +291,10 @@ class Intake:
             args["on_delivery"] = acked
         while True:
             try:
-                producer.produce(topic, **args)
+                self.producer.produce(topic, **args)
                 return
             except BufferError:  # the local queue is full: let deliveries drain it
-                producer.poll(0.05)
-
-    def _commit(
-        self, consumer: Consumer, offsets: dict[tuple[str, int], int], wait: bool = False
-    ) -> None:
-        if not offsets:
-            return
-        try:
-            consumer.commit(
-                offsets=[TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()],
-                asynchronous=not wait,
-            )
-        except KafkaException as exc:
-            # A rebalance took the partitions: the new owner replays the batch, harmlessly.
-            logger.warning("intake commit failed, the batch will be replayed: %s", exc)
+                self.producer.poll(0.05)
 
     def _count(
         self, out: BatchOutput, kinds: Counter[str], processing: float, publishing: float
@@ -315,7 +318,7 @@ class Intake:
             publishing * 1000,
         )
 
-    def _sweep(self, producer: Producer) -> None:
+    def _sweep(self) -> None:
         self._last_sweep = time.monotonic()
         now = time.time()
         forgotten, final_kept = self.store.expire(
@@ -325,7 +328,7 @@ class Intake:
         metrics.SID_STATES.labels("no").set(len(self.store) - final_kept)
         state_topic = self._name(Topic.SID_STATE)
         for partition, key in forgotten:
-            self._produce(producer, state_topic, key.encode(), None, partition)
+            self._produce(state_topic, key.encode(), None, partition)
         if forgotten:
             logger.info(
                 "forgot %d per-SID states (final ones after %d s, others after %d s)",
@@ -333,37 +336,6 @@ class Intake:
                 self.settings.final_state_ttl_s,
                 self.settings.state_ttl_s,
             )
-
-    # --- rebalancing: called by librdkafka inside consume(), between batches ---
-
-    def _on_assign(self, consumer: Consumer, assigned: list[TopicPartition]) -> None:
-        numbers = {tp.partition for tp in assigned}
-        # Partitions held until this very rebalance are current in memory; others are not.
-        kept = self._held & numbers
-        self.store.keep_only(kept)
-        fresh = numbers - kept
-        if fresh:
-            started = time.monotonic()
-            for partition, states in recover_states(self.settings, fresh).items():
-                self.store.load(partition, states)
-            logger.info(
-                "intake recovered %d per-SID states of partitions %s in %.1f s",
-                len(self.store),
-                sorted(fresh),
-                time.monotonic() - started,
-            )
-        self._held = numbers
-
-    def _on_revoke(self, consumer: Consumer, revoked: list[TopicPartition]) -> None:
-        self._drain()  # the batches in hand are ours to commit until the revocation completes
-        self._held = set(self.store.partitions)
-        logger.info("intake partitions revoked: %s", sorted({tp.partition for tp in revoked}))
-
-    def _on_lost(self, consumer: Consumer, lost: list[TopicPartition]) -> None:
-        self._in_flight.clear()  # no longer ours to commit: the new owner replays them
-        self._held = set()
-        self.store.keep_only(())
-        logger.warning("intake partitions lost: %s", sorted({tp.partition for tp in lost}))
 
 
 def recover_states(settings: Settings, partitions: set[int]) -> dict[int, dict[str, SidState]]:

@@ -16,8 +16,9 @@ from contract.settings import Settings
 from processors import window_agent
 from processors.app import create_app
 from processors.forwarding import check_templates
-from processors.intake import Intake
+from processors.intake import intake_consumer
 from processors.replay import published_alert_ids
+from runtime.consumer import ConsumerRuntime
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def run(settings: Settings, metrics_port: int | None = None) -> None:
     app = build(
         settings, published_alert_ids(settings, since=time.time() - settings.window_expires_s)
     )
-    intake = Intake(settings)
+    intake = intake_consumer(settings)
     failed = threading.Event()
     thread = threading.Thread(target=_run_intake, args=(intake, failed), name="intake")
 
@@ -96,7 +97,7 @@ def _give_up() -> None:
     os._exit(1)
 
 
-def _run_intake(intake: Intake, failed: threading.Event) -> None:
+def _run_intake(intake: ConsumerRuntime, failed: threading.Event) -> None:
     try:
         intake.run()
     except Exception:

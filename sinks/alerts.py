@@ -22,12 +22,14 @@ from prometheus_client import Counter
 
 from contract.alerts import Alert
 from contract.forwards import ForwardKind, ForwardRequest
+from contract.kafka import sink_consumer_config
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
+from runtime.consumer import ConsumerRuntime
+from runtime.strategies import Wait, describe, per_record
 from sinks.clickhouse.failures import ALERT_REPORTS, in_window, write_csv
 from sinks.clickhouse.store import Store
-from sinks.consuming import RecordLoop
-from sinks.signalwire.dispatch import Dispatcher, Wait
+from sinks.signalwire.dispatch import Dispatcher
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +62,9 @@ class AlertDispatch:
             alert = Alert.from_bytes(msg.value() or b"")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             logger.error(
-                "skipping unreadable alert %s at %s[%d]@%d: %s",
+                "skipping unreadable alert %s at %s: %s",
                 (msg.key() or b"-").decode(errors="replace"),
-                msg.topic(),
-                msg.partition(),
-                msg.offset(),
+                describe(msg),
                 exc,
             )
             return True
@@ -111,7 +111,7 @@ class AlertDispatch:
                     start=alert.window_start,
                     end=alert.window_end,
                 )
-            except Exception as exc:  # noqa: BLE001 - ClickHouse down: wait, keep the offset
+            except Exception as exc:  # ClickHouse down: wait, keep the offset
                 logger.error("alert %s: report query failed (%s)", alert.alert_id, exc)
                 rows = None
             if rows is not None and (len(rows) >= alert.count or time.monotonic() >= deadline):
@@ -135,12 +135,16 @@ class AlertDispatch:
         return path
 
 
-def alerts_loop(settings: Settings, store: Store, producer: Producer, *, group: str) -> RecordLoop:
+def alert_dispatch_consumer(
+    settings: Settings, store: Store, producer: Producer, *, group: str
+) -> ConsumerRuntime:
     dispatch = AlertDispatch(settings, store, producer)
-    return RecordLoop(
+    return per_record(
         settings,
+        name="alert-dispatch",
         group=group,
         topic=topic_name(Topic.ALERTS, settings.topic_prefix),
         handler=dispatch.handle,
-        name="alert-dispatch",
+        dead_letter=dispatch.dispatcher.dead_letter_record,
+        config=sink_consumer_config(settings),
     )

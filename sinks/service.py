@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import Protocol
 
 import uvicorn
 from confluent_kafka import Producer
@@ -23,39 +22,34 @@ from contract.kafka import ensure_topics, producer_config, wait_for_kafka
 from contract.settings import Settings
 from contract.topics import Topic
 from contract.windows import CallWindow, DeliveryWindow
-from sinks.alerts import alerts_loop
+from runtime.consumer import ConsumerRuntime
+from sinks.alerts import alert_dispatch_consumer
 from sinks.api.app import create_api
 from sinks.api.auth import resolve_token, token_file
 from sinks.clickhouse.reports import Filters
 from sinks.clickhouse.rows import event_row, record_row
 from sinks.clickhouse.schema import migrate
 from sinks.clickhouse.store import Store
-from sinks.clickhouse.writer import BatchWriter, RowMapper
-from sinks.signalwire.enrich import Enricher
-from sinks.signalwire.forwards import forwards_loop
+from sinks.clickhouse.writer import RowMapper, table_writer
+from sinks.signalwire.enrich import enricher
+from sinks.signalwire.forwards import forwards_consumer
 
 logger = logging.getLogger(__name__)
 
 
-class Worker(Protocol):
-    name: str
-
-    def run(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-
-def workers(settings: Settings, store: Store, producer: Producer) -> list[Worker]:
+def workers(settings: Settings, store: Store, producer: Producer) -> list[ConsumerRuntime]:
     """Every consumer of the sink process, each on its own thread and consumer group,
     all sharing the one Store: the ClickHouse writers, failure enrichment, the SMS
     forwards and the alert dispatch."""
     group = f"{settings.topic_prefix}switchboard-sink"
 
-    def writer(name: str, topic: Topic, mapper: RowMapper, *, figures: bool = False) -> BatchWriter:
+    def writer(
+        name: str, topic: Topic, mapper: RowMapper, *, figures: bool = False
+    ) -> ConsumerRuntime:
         """`figures`: window figures, published every `metrics_interval_s` and read by
         people, not waited on. Batched by age alone, they cost a part per age rather
         than one per burst."""
-        return BatchWriter.for_topic(
+        return table_writer(
             settings,
             store,
             topic,
@@ -81,9 +75,9 @@ def workers(settings: Settings, store: Store, producer: Producer) -> list[Worker
             figures=True,
         ),
         writer("alerts", Topic.ALERTS, record_row("alerts", Alert)),
-        Enricher(settings, store, group=f"{group}-enrich"),
-        forwards_loop(settings, store, producer, group=f"{group}-forwards"),
-        alerts_loop(settings, store, producer, group=f"{group}-alert-dispatch"),
+        enricher(settings, store, group=f"{group}-enrich"),
+        forwards_consumer(settings, store, producer, group=f"{group}-forwards"),
+        alert_dispatch_consumer(settings, store, producer, group=f"{group}-alert-dispatch"),
     ]
 
 
@@ -134,7 +128,7 @@ def run(settings: Settings, metrics_port: int | None = None) -> None:
         raise SystemExit(1)
 
 
-def _logged(worker: Worker) -> Callable[[], None]:
+def _logged(worker: ConsumerRuntime) -> Callable[[], None]:
     def run() -> None:
         try:
             worker.run()

@@ -378,9 +378,9 @@ class Running:
 def event_writer(settings: Settings, store: Any) -> Iterator[Any]:
     """The ClickHouse event writer on a thread of the test process, on the test's store."""
     from sinks.clickhouse.rows import event_row
-    from sinks.clickhouse.writer import BatchWriter
+    from sinks.clickhouse.writer import table_writer
 
-    writer = BatchWriter.for_topic(
+    writer = table_writer(
         settings, store, Topic.EVENTS, group="sink", name="events", mapper=event_row
     )
     thread = threading.Thread(target=writer.run)

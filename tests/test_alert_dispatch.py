@@ -15,11 +15,12 @@ from contract.kafka import producer_config
 from contract.kinds import CallbackKind
 from contract.settings import Settings
 from contract.topics import Topic
-from sinks.alerts import alerts_loop, report_path
+from runtime.consumer import ConsumerRuntime
+from sinks.alerts import alert_dispatch_consumer, report_path
 from sinks.clickhouse.rows import event_row
 from sinks.clickhouse.store import Store
-from sinks.clickhouse.writer import BatchWriter
-from sinks.signalwire.enrich import Enricher
+from sinks.clickhouse.writer import table_writer
+from sinks.signalwire.enrich import enricher
 from tests.fake_signalwire import FakeSignalWire
 from tests.harness import Running, committed_total, produce, wait_for
 from tests.sink_data import T0, event, records, sms, with_signalwire
@@ -38,15 +39,17 @@ def sw(fake: FakeSignalWire, topics: Settings) -> Settings:
     )
 
 
-def _event_writer(settings: Settings, store: Store) -> BatchWriter:
-    return BatchWriter.for_topic(
+def _event_writer(settings: Settings, store: Store) -> ConsumerRuntime:
+    return table_writer(
         settings, store, Topic.EVENTS, group="events", name="events", mapper=event_row
     )
 
 
 def _dispatch(settings: Settings, store: Store):
     producer = Producer(producer_config(settings))
-    return alerts_loop(settings, store, producer, group=settings.topic_prefix + "alert-dispatch")
+    return alert_dispatch_consumer(
+        settings, store, producer, group=settings.topic_prefix + "alert-dispatch"
+    )
 
 
 def _dispatched(settings: Settings, n: int) -> None:
@@ -83,7 +86,7 @@ def test_sms_failure_alert_is_one_sms_and_one_csv_of_its_window(
         sms("SM" + "f" * 32, "failed", T0 + 5, campaign="fall"),  # another campaign
     ]
     produce(sw, Topic.EVENTS, records(events))
-    with Running(_event_writer(sw, store), Enricher(sw, store, group=sw.topic_prefix + "enrich")):
+    with Running(_event_writer(sw, store), enricher(sw, store, group=sw.topic_prefix + "enrich")):
         wait_for(
             lambda: (
                 store.query(f"SELECT count() FROM {store.table('failed_messages')} FINAL")[0][0]

@@ -13,8 +13,8 @@ from contract.settings import Settings
 from contract.topics import Topic
 from sinks.clickhouse.rows import event_row
 from sinks.clickhouse.store import Store
-from sinks.clickhouse.writer import BatchWriter
-from sinks.signalwire.enrich import Enricher
+from sinks.clickhouse.writer import table_writer
+from sinks.signalwire.enrich import enricher
 from tests.fake_signalwire import FakeSignalWire
 from tests.harness import Running, committed_total, produce, wait_for
 from tests.sink_data import T0, records, sms, with_signalwire
@@ -81,9 +81,9 @@ def test_failed_messages_are_enriched_once_with_the_providers_fields(
 ) -> None:
     events = _events()
     produce(sw, Topic.EVENTS, records(events))
-    with Running(Enricher(sw, store, group=sw.topic_prefix + "enrich")):
+    with Running(enricher(sw, store, group=sw.topic_prefix + "enrich")):
         _enriched(sw, len(events))
-    with Running(Enricher(sw, store, group=sw.topic_prefix + "replay")):  # a replay
+    with Running(enricher(sw, store, group=sw.topic_prefix + "replay")):  # a replay
         _enriched(sw, len(events), group="replay")
 
     rows = _rows(store)
@@ -116,7 +116,7 @@ def test_server_errors_are_retried_and_unknown_messages_kept_from_the_callback(
         sms(unknown, "failed", T0 + 1, error_code="30008", body="lost"),
     ]
     produce(sw, Topic.EVENTS, records(events))
-    with Running(Enricher(sw, store, group=sw.topic_prefix + "enrich")):
+    with Running(enricher(sw, store, group=sw.topic_prefix + "enrich")):
         _enriched(sw, 2)
 
     rows = _rows(store)
@@ -137,10 +137,10 @@ def test_a_failing_api_never_holds_up_the_event_writer(
     fake.fail_next(100_000, 503)
     events = _events()
     produce(stuck, Topic.EVENTS, records(events))
-    writer = BatchWriter.for_topic(
+    writer = table_writer(
         stuck, store, Topic.EVENTS, group="events", name="events", mapper=event_row
     )
-    with Running(Enricher(stuck, store, group=stuck.topic_prefix + "enrich"), writer):
+    with Running(enricher(stuck, store, group=stuck.topic_prefix + "enrich"), writer):
         wait_for(
             lambda: (
                 committed_total(stuck, stuck.topic_prefix + "events", Topic.EVENTS) == len(events)
@@ -163,7 +163,7 @@ def test_without_credentials_rows_come_from_the_callback_as_a_dry_run(
     produce(topics, Topic.EVENTS, records(events))
     with (
         caplog.at_level(logging.INFO),
-        Running(Enricher(topics, store, group=topics.topic_prefix + "enrich")),
+        Running(enricher(topics, store, group=topics.topic_prefix + "enrich")),
     ):
         _enriched(topics, len(events))
 

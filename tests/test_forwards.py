@@ -15,7 +15,7 @@ from contract.kafka import producer_config
 from contract.settings import Settings
 from contract.topics import Topic
 from sinks.clickhouse.store import Store
-from sinks.signalwire.forwards import forwards_loop
+from sinks.signalwire.forwards import forwards_consumer
 from tests.fake_signalwire import FakeSignalWire
 from tests.harness import Running, committed_total, produce, read_topic, wait_for
 from tests.sink_data import PROJECT, T0, with_signalwire
@@ -49,7 +49,7 @@ def recording_forward(settings: Settings, sid: str = RECORDING_SID) -> ForwardRe
 
 def _loop(settings: Settings, store: Store, group: str = "forwards"):
     producer = Producer(producer_config(settings))
-    return forwards_loop(settings, store, producer, group=settings.topic_prefix + group)
+    return forwards_consumer(settings, store, producer, group=settings.topic_prefix + group)
 
 
 def _handled(settings: Settings, n: int, group: str = "forwards") -> None:

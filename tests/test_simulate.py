@@ -17,9 +17,9 @@ from pydantic import SecretStr
 
 from contract.kinds import SPECS, CallbackKind
 from contract.settings import Settings
+from runtime.consumer import ConsumerRuntime
 from sinks.clickhouse.reports import Filters, run_report
 from sinks.clickhouse.store import Store
-from sinks.clickhouse.writer import BatchWriter
 from switchboard.simulate import Scenario, Thresholds, generate, recount
 from tests.harness import ROOT, Stage, settings_env, wait_for
 from tests.harness import event_writer as running_event_writer
@@ -118,14 +118,14 @@ def pipeline(signed: Settings, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def event_writer(signed: Settings, store: Store) -> Iterator[BatchWriter]:
+def event_writer(signed: Settings, store: Store) -> Iterator[ConsumerRuntime]:
     with running_event_writer(signed, store) as writer:
         yield writer
 
 
 @pytest.mark.kafka
 def test_simulated_campaign_through_the_pipeline_reports_the_ground_truth(
-    signed: Settings, pipeline: str, event_writer: BatchWriter, store: Store, tmp_path: Path
+    signed: Settings, pipeline: str, event_writer: ConsumerRuntime, store: Store, tmp_path: Path
 ) -> None:
     truth_file = tmp_path / "truth.json"
     # the CLI, as a user runs it: it signs with the edge's key from the same settings

@@ -92,9 +92,7 @@ def test_sigkill_between_insert_and_commit_then_restart_counts_once(
     produce(child, Topic.EVENTS, records(events))
     group = f"{child.topic_prefix}{SINK_GROUP}-events"
 
-    crashing = Stage(
-        "sink", child, tmp_path, env={"SWITCHBOARD_FAULT": "events-writer:after-insert"}
-    )
+    crashing = Stage("sink", child, tmp_path, env={"SWITCHBOARD_FAULT": "events:after-write"})
     crashing.start()
     _killed(crashing)
     # The kill fell between the write and the commit: rows are in, no offset is.

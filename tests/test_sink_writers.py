@@ -18,7 +18,7 @@ from contract.windows import CallWindow, DeliveryWindow
 from sinks.clickhouse.reports import Filters, run_report
 from sinks.clickhouse.rows import event_row, record_row
 from sinks.clickhouse.store import Store
-from sinks.clickhouse.writer import BatchWriter, RowMapper
+from sinks.clickhouse.writer import RowMapper, table_writer
 from tests.harness import Running, committed_total, produce, wait_for
 from tests.sink_data import T0, records, sms
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.kafka
 
 
 def _writer(settings: Settings, store: Store, topic: Topic, mapper: RowMapper, group: str):
-    return BatchWriter.for_topic(settings, store, topic, group=group, name=group, mapper=mapper)
+    return table_writer(settings, store, topic, group=group, name=group, mapper=mapper)
 
 
 def _count(store: Store, table: str, final: bool = True) -> int:
@@ -102,7 +102,7 @@ def test_window_figures_wait_out_their_batch_age(topics: Settings, store: Store)
     group = "dw-aged"
     first = [_delivery(f"campaign:c{i}", 60, T0, delivered=i, updated=T0) for i in range(10)]
     second = [_delivery(f"campaign:d{i}", 60, T0, delivered=i, updated=T0) for i in range(10)]
-    writer = BatchWriter.for_topic(
+    writer = table_writer(
         topics,
         store,
         Topic.METRICS_DELIVERY,

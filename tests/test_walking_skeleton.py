@@ -12,8 +12,8 @@ from starlette.testclient import TestClient
 from contract.settings import Settings
 from contract.topics import Topic
 from ingest.app import create_app
+from runtime.consumer import ConsumerRuntime
 from sinks.clickhouse.store import Store
-from sinks.clickhouse.writer import BatchWriter
 from tests.harness import Stage, read_topic, wait_for
 from tests.harness import event_writer as running_event_writer
 
@@ -46,7 +46,7 @@ def processors(topics: Settings, tmp_path: Path) -> Iterator[Stage]:
 
 
 @pytest.fixture
-def event_writer(topics: Settings, store: Store) -> Iterator[BatchWriter]:
+def event_writer(topics: Settings, store: Store) -> Iterator[ConsumerRuntime]:
     with running_event_writer(topics, store) as writer:
         yield writer
 
@@ -69,7 +69,7 @@ def test_sms_callback_is_acknowledged_after_kafka_has_it(
 
 
 def test_sms_callback_lands_in_clickhouse_with_every_parameter(
-    edge: TestClient, processors: Stage, event_writer: BatchWriter, store: Store
+    edge: TestClient, processors: Stage, event_writer: ConsumerRuntime, store: Store
 ) -> None:
     assert edge.post("/callbacks/sms?campaign=spring-sale", data=SMS).status_code == 204
 

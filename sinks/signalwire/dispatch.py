@@ -21,22 +21,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import asdict
 from enum import StrEnum
 from typing import Any
 
 import orjson
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import Counter
 
 from contract.forwards import ForwardRequest
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
-from sinks import faults
+from runtime import faults
+from runtime.strategies import Wait, until_done
 from sinks.clickhouse.rows import json_rows
 from sinks.clickhouse.store import Store
-from sinks.consuming import until_done
 from sinks.signalwire.client import make_client, retrying, send_sms
 
 logger = logging.getLogger(__name__)
@@ -46,8 +45,6 @@ SMS = Counter(
     "SMS requests by kind and outcome (sent, dry_run, dead, duplicate)",
     ["kind", "outcome"],
 )
-
-Wait = Callable[[float], bool]  # sleep; False when the caller is stopping
 
 
 class State(StrEnum):
@@ -79,6 +76,10 @@ class Dispatcher:
         self._client = make_client(settings)  # None: dry run
         self._producer = producer
         self._dead_letter_topic = topic_name(Topic.FORWARDS_DEAD_LETTER, settings.topic_prefix)
+        self._retry = {
+            "retry_base_s": settings.rest_retry_base_s,
+            "retry_max_s": settings.sink_retry_max_s,
+        }
 
     def dispatch(self, request: ForwardRequest, wait: Wait) -> State | None:
         """Send `request` unless it was handled before. None if it gave up because the
@@ -166,7 +167,22 @@ class Dispatcher:
             return True
 
         what = f"dead-letter record for {key or '-'}"
-        return until_done(what, produce, wait=wait, settings=self.settings) is not None
+        return until_done(what, produce, wait=wait, **self._retry) is not None
+
+    def dead_letter_record(self, msg: Message, reason: str, wait: Wait) -> bool:
+        """A record of the forwards or alerts topic that cannot be sent, with where it
+        came from, on forwards.dead-letter."""
+        key = (msg.key() or b"").decode(errors="replace") or None
+        raw = msg.value() or b""
+        record = {
+            "forward_id": key,
+            "reason": reason,
+            "topic": msg.topic(),
+            "partition": msg.partition(),
+            "offset": msg.offset(),
+            "raw": raw.decode(errors="replace"),
+        }
+        return self.dead_letter(key, record, wait)
 
     def _recorded_state(self, forward_id: str, wait: Wait) -> str | None:
         """The recorded state ('' if none); None if ClickHouse did not answer before a stop."""
@@ -181,7 +197,7 @@ class Dispatcher:
 
         # never send without knowing
         what = f"reading forwards for {forward_id}"
-        return until_done(what, read, wait=wait, settings=self.settings)
+        return until_done(what, read, wait=wait, **self._retry)
 
     def _record(
         self,
@@ -215,7 +231,7 @@ class Dispatcher:
 
         # retried in place: re-reading the request would send again
         what = f"recording {request.kind.value} forward {request.forward_id} as {state.value}"
-        recorded = until_done(what, insert, wait=wait, settings=self.settings)
+        recorded = until_done(what, insert, wait=wait, **self._retry)
         if recorded is None:
             if state is State.SENT:
                 logger.error(

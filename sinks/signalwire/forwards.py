@@ -13,46 +13,36 @@ import orjson
 from confluent_kafka import Message, Producer
 
 from contract.forwards import ForwardRequest
+from contract.kafka import sink_consumer_config
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
+from runtime.consumer import ConsumerRuntime
+from runtime.strategies import Wait, describe, per_record
 from sinks.clickhouse.store import Store
-from sinks.consuming import RecordLoop
-from sinks.signalwire.dispatch import Dispatcher, Wait
+from sinks.signalwire.dispatch import Dispatcher
 
 logger = logging.getLogger(__name__)
 
 
-def forwards_loop(
+def forwards_consumer(
     settings: Settings, store: Store, producer: Producer, *, group: str
-) -> RecordLoop:
+) -> ConsumerRuntime:
     dispatcher = Dispatcher(settings, store, producer)
 
     def handle(msg: Message, wait: Wait) -> bool:
-        raw = msg.value() or b""
         try:
-            request = ForwardRequest.from_bytes(raw)
+            request = ForwardRequest.from_bytes(msg.value() or b"")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            key = (msg.key() or b"").decode(errors="replace") or None
-            logger.error(
-                "unreadable forward request %s at %s[%d]@%d (%s); dead-lettered",
-                key or "-",
-                msg.topic(),
-                msg.partition(),
-                msg.offset(),
-                exc,
-            )
-            record = {
-                "forward_id": key,
-                "reason": f"unreadable forward request: {exc}",
-                "raw": raw.decode(errors="replace"),
-            }
-            return dispatcher.dead_letter(key, record, wait)
+            logger.error("unreadable forward request %s (%s); dead-lettered", describe(msg), exc)
+            return dispatcher.dead_letter_record(msg, f"unreadable forward request: {exc}", wait)
         return dispatcher.dispatch(request, wait) is not None
 
-    return RecordLoop(
+    return per_record(
         settings,
+        name="forwards",
         group=group,
         topic=topic_name(Topic.FORWARDS, settings.topic_prefix),
         handler=handle,
-        name="forwards",
+        dead_letter=dispatcher.dead_letter_record,
+        config=sink_consumer_config(settings),
     )
