@@ -23,10 +23,10 @@ from contract.kafka import ensure_topics, producer_config, wait_for_kafka
 from contract.settings import Settings
 from contract.topics import Topic
 from contract.windows import CallWindow, DeliveryWindow
+from query.api import create_api
+from query.auth import resolve_token, token_file
+from query.reports import Filters
 from sinks.alerts import alerts_loop
-from sinks.api.app import create_api
-from sinks.api.auth import resolve_token, token_file
-from sinks.clickhouse.reports import Filters
 from sinks.clickhouse.rows import event_row, record_row
 from sinks.clickhouse.schema import migrate
 from sinks.clickhouse.store import Store

@@ -16,8 +16,8 @@ from rich.console import Console
 
 from contract.errors import SwitchboardError
 from contract.settings import Settings, load_settings
-from sinks.clickhouse.reports import DESCRIPTIONS as REPORT_DESCRIPTIONS
-from sinks.clickhouse.reports import REPORTS, Filters
+from query.reports import DESCRIPTIONS as REPORT_DESCRIPTIONS
+from query.reports import REPORTS, Filters
 from switchboard import logs, stop_cleanly_while_starting
 
 app = typer.Typer(
@@ -139,8 +139,8 @@ def report(
     limit: Annotated[int, typer.Option(min=1, help="rows of the top-N and latest-N reports")] = 100,
     output: Annotated[Format, typer.Option("--format", help="table, csv or json")] = Format.table,
 ) -> None:
+    from query.client import fetch_report
     from switchboard.output import render
-    from switchboard.query import fetch_report
 
     settings = _settings()
     filters = Filters(
@@ -170,7 +170,7 @@ Output = Annotated[
 def _export(name: str, output: Path | None, filters: Filters) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from switchboard.query import open_export
+    from query.client import open_export
 
     settings = _settings()
     with (

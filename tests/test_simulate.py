@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from contract.kinds import SPECS, CallbackKind
 from contract.settings import Settings
-from sinks.clickhouse.reports import Filters, run_report
+from query.reports import Filters, run_report
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.writer import BatchWriter
 from switchboard.simulate import Scenario, Thresholds, generate, recount

@@ -6,7 +6,7 @@ message's or call's state as its highest-ranked status, the first one received a
 equals, so a late or out-of-order callback never moves it backwards. That per-SID
 state alone already ignores a re-delivered callback, so `messages_sql` and `calls_sql`
 can leave FINAL out, for a query bounded in time: FINAL keeps ClickHouse from
-skipping the parts received before the bound (see `failures`).
+skipping the parts received before the bound (see `sinks.clickhouse.failures`).
 """
 
 from __future__ import annotations
