@@ -110,7 +110,7 @@ def _filters(request: Request, defaults: Filters) -> Filters:
 
 
 def create_api(store: Store, token: str, *, defaults: Filters | None = None) -> Starlette:
-    """`defaults` carries the deployment's settings (unconfirmed-after, MOS floor)."""
+    """`defaults` carries the deployment's settings (`Filters.from_settings`)."""
     base = defaults or Filters()
 
     def report(request: Request) -> Response:  # sync: Starlette runs it in a thread pool

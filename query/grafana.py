@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from contract.error_codes import ERROR_CODES, UNKNOWN
-from query.reports import REPORTS
+from contract.settings import Settings
+from query.reports import REPORTS, Filters
 
 DASHBOARD_PATH = Path(__file__).resolve().parents[1] / "deploy/grafana/dashboards/switchboard.json"
 DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": "switchboard-clickhouse"}
-DATABASE = "switchboard"  # the default SWITCHBOARD_CLICKHOUSE_DATABASE
-UNCONFIRMED_AFTER_S = 900  # the default SWITCHBOARD_UNCONFIRMED_AFTER_S
-MOS_FLOOR = 3.5  # the default SWITCHBOARD_MOS_FLOOR
+# The settings' defaults: Grafana's panels have no deployment's settings to read.
+DATABASE = Settings.model_fields["clickhouse_database"].default
+_DEFAULTS = Filters()
 
 GRAFANA_PARAMETERS = {
     "since": "$__fromTime",
@@ -30,8 +31,8 @@ GRAFANA_PARAMETERS = {
     "campaign": "${campaign:sqlstring}",
     "number": "${number:sqlstring}",
     "bucket_s": "$__interval_s",
-    "unconfirmed_after_s": str(UNCONFIRMED_AFTER_S),
-    "mos_floor": str(MOS_FLOOR),
+    "unconfirmed_after_s": str(_DEFAULTS.unconfirmed_after_s),
+    "mos_floor": str(_DEFAULTS.mos_floor),
     "limit": "20",
 }
 _PARAMETER = re.compile(r"\{(\w+):[^{}]+\}")

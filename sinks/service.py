@@ -153,9 +153,7 @@ def _api_server(settings: Settings, store: Store) -> uvicorn.Server:
         create_api(
             store,
             token,
-            defaults=Filters(
-                unconfirmed_after_s=settings.unconfirmed_after_s, mos_floor=settings.mos_floor
-            ),
+            defaults=Filters.from_settings(settings),
         ),
         host=settings.api_host,
         port=settings.api_port,

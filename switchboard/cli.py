@@ -135,21 +135,22 @@ def report(
     number: Number = None,
     bucket: Annotated[
         int, typer.Option(min=1, help="seconds per time bucket (delivery-rate, mos)")
-    ] = 300,
-    limit: Annotated[int, typer.Option(min=1, help="rows of the top-N and latest-N reports")] = 100,
+    ] = Filters.bucket_s,
+    limit: Annotated[
+        int, typer.Option(min=1, help="rows of the top-N and latest-N reports")
+    ] = Filters.limit,
     output: Annotated[Format, typer.Option("--format", help="table, csv or json")] = Format.table,
 ) -> None:
     from query.client import fetch_report
     from switchboard.output import render
 
     settings = _settings()
-    filters = Filters(
+    filters = Filters.from_settings(
+        settings,
         since=since,
         until=until,
         campaign=campaign,
         number=number,
-        unconfirmed_after_s=settings.unconfirmed_after_s,
-        mos_floor=settings.mos_floor,
         bucket_s=bucket,
         limit=limit,
     )
