@@ -42,7 +42,7 @@ bench: kafka ## run every benchmark and render BENCHMARKS.md (long: see BENCHMAR
 	$(PY) -m bench all
 
 grafana: install ## rebuild deploy/grafana's dashboard JSON from the reports' SQL
-	$(PY) -m sinks.clickhouse.grafana
+	$(PY) -m query.grafana
 
 clean: ## remove the virtualenv, fetched jars and local data
 	rm -rf $(VENV) kafka/libs data test-artifacts

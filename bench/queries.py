@@ -20,9 +20,9 @@ from bench.common import fmt, machine_info, median, write_results
 from contract.events import Event
 from contract.kinds import CallbackKind
 from contract.settings import Settings
-from sinks.api.app import DASHBOARD_PANELS
-from sinks.clickhouse import exports
-from sinks.clickhouse.reports import REPORTS, Filters, run_report
+from query import exports
+from query.api import DASHBOARD_PANELS
+from query.reports import REPORTS, Filters, run_report
 from sinks.clickhouse.schema import migrate
 from sinks.clickhouse.store import Store
 from tests.scenario import insert_events

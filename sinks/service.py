@@ -22,11 +22,11 @@ from contract.kafka import ensure_topics, producer_config, wait_for_kafka
 from contract.settings import Settings
 from contract.topics import Topic
 from contract.windows import CallWindow, DeliveryWindow
+from query.api import create_api
+from query.auth import resolve_token, token_file
+from query.reports import Filters
 from runtime.consumer import ConsumerRuntime
 from sinks.alerts import alert_dispatch_consumer
-from sinks.api.app import create_api
-from sinks.api.auth import resolve_token, token_file
-from sinks.clickhouse.reports import Filters
 from sinks.clickhouse.rows import event_row, record_row
 from sinks.clickhouse.schema import migrate
 from sinks.clickhouse.store import Store
@@ -147,9 +147,7 @@ def _api_server(settings: Settings, store: Store) -> uvicorn.Server:
         create_api(
             store,
             token,
-            defaults=Filters(
-                unconfirmed_after_s=settings.unconfirmed_after_s, mos_floor=settings.mos_floor
-            ),
+            defaults=Filters.from_settings(settings),
         ),
         host=settings.api_host,
         port=settings.api_port,

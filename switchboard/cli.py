@@ -16,8 +16,8 @@ from rich.console import Console
 
 from contract.errors import SwitchboardError
 from contract.settings import Settings, load_settings
-from sinks.clickhouse.reports import DESCRIPTIONS as REPORT_DESCRIPTIONS
-from sinks.clickhouse.reports import REPORTS, Filters
+from query.reports import DESCRIPTIONS as REPORT_DESCRIPTIONS
+from query.reports import REPORTS, Filters
 from switchboard import logs, stop_cleanly_while_starting
 
 app = typer.Typer(
@@ -135,21 +135,22 @@ def report(
     number: Number = None,
     bucket: Annotated[
         int, typer.Option(min=1, help="seconds per time bucket (delivery-rate, mos)")
-    ] = 300,
-    limit: Annotated[int, typer.Option(min=1, help="rows of the top-N and latest-N reports")] = 100,
+    ] = Filters.bucket_s,
+    limit: Annotated[
+        int, typer.Option(min=1, help="rows of the top-N and latest-N reports")
+    ] = Filters.limit,
     output: Annotated[Format, typer.Option("--format", help="table, csv or json")] = Format.table,
 ) -> None:
+    from query.client import fetch_report
     from switchboard.output import render
-    from switchboard.query import fetch_report
 
     settings = _settings()
-    filters = Filters(
+    filters = Filters.from_settings(
+        settings,
         since=since,
         until=until,
         campaign=campaign,
         number=number,
-        unconfirmed_after_s=settings.unconfirmed_after_s,
-        mos_floor=settings.mos_floor,
         bucket_s=bucket,
         limit=limit,
     )
@@ -170,7 +171,7 @@ Output = Annotated[
 def _export(name: str, output: Path | None, filters: Filters) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from switchboard.query import open_export
+    from query.client import open_export
 
     settings = _settings()
     with (

@@ -21,7 +21,7 @@ from rich.panel import Panel
 
 from contract.kafka import ensure_topics
 from contract.settings import Settings
-from sinks.api.auth import resolve_token
+from query.auth import resolve_token
 from switchboard.broker import LocalBroker, kafka_version
 
 logger = logging.getLogger(__name__)

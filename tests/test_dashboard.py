@@ -12,7 +12,7 @@ import httpx2
 import pytest
 
 from contract.alerts import Alert, AlertType, make_alert_id, scope_key
-from sinks.api.app import create_api
+from query.api import create_api
 from sinks.clickhouse.store import Store
 from switchboard.broker import free_port
 from tests import scenario

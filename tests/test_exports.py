@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from contract.settings import Settings
-from sinks.api.app import create_api
-from sinks.clickhouse.exports import EXPORTS, iter_rows
-from sinks.clickhouse.reports import Filters
+from query.api import create_api
+from query.exports import EXPORTS, iter_rows
+from query.reports import Filters
 from sinks.clickhouse.store import Store
 from switchboard.cli import app
 from tests import scenario

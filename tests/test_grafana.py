@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sinks.clickhouse import grafana
+from query import grafana
 from sinks.clickhouse.store import Store
 from tests import scenario
 from tests.harness import ROOT
@@ -31,7 +31,7 @@ def _dashboard() -> dict[str, Any]:
 
 def test_committed_dashboard_is_built_from_the_current_reports() -> None:
     assert grafana.DASHBOARD_PATH.read_text() == grafana.render(), (
-        "run `python -m sinks.clickhouse.grafana` and commit deploy/grafana/"
+        "run `python -m query.grafana` and commit deploy/grafana/"
     )
 
 

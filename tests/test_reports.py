@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from query.reports import REPORTS, Filters, run_report
 from sinks.clickhouse.failures import FAILED_MESSAGES, in_window, window_query
-from sinks.clickhouse.reports import REPORTS, Filters, run_report
 from sinks.clickhouse.store import Store
 from tests import scenario
 from tests.sink_data import T0, sms

@@ -17,8 +17,8 @@ from pydantic import SecretStr
 
 from contract.kinds import SPECS, CallbackKind
 from contract.settings import Settings
+from query.reports import Filters, run_report
 from runtime.consumer import ConsumerRuntime
-from sinks.clickhouse.reports import Filters, run_report
 from sinks.clickhouse.store import Store
 from switchboard.simulate import Scenario, Thresholds, generate, recount
 from tests.harness import ROOT, Stage, settings_env, wait_for

@@ -15,7 +15,7 @@ from contract.alerts import Alert, AlertType, make_alert_id
 from contract.settings import Settings
 from contract.topics import Topic
 from contract.windows import CallWindow, DeliveryWindow
-from sinks.clickhouse.reports import Filters, run_report
+from query.reports import Filters, run_report
 from sinks.clickhouse.rows import event_row, record_row
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.writer import RowMapper, table_writer

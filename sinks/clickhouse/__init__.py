@@ -1,1 +1,1 @@
-"""Writing Switchboard's events, metrics and alerts to ClickHouse, and reading them back."""
+"""Writing Switchboard's events, metrics and alerts to ClickHouse (query/ reads them)."""

@@ -1,6 +1,6 @@
 """The failures behind an alert, as CSV with the seed's columns: the queries of
-`switchboard export` (sinks.clickhouse.exports, on the reports' per-SID state), narrowed
-to the alert's scope and window of event time, the time the processors window by.
+`switchboard export` (query.exports, on the reports' per-SID state), narrowed to the
+alert's scope and window of event time, the time the processors window by.
 
 - SMS alerts: the failed-messages export, with what enrichment fetched where it has run.
 - Call alerts: failed calls, voice and inbound-call alike (the processors count both),
@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from contract.alerts import AlertType
-from sinks.clickhouse.exports import EXPORTS, Export, failed_messages_sql
-from sinks.clickhouse.reports import Filters, calls_sql, messages_sql
+from query.exports import EXPORTS, Export, failed_messages_sql
+from query.reports import Filters, calls_sql, messages_sql
 from sinks.clickhouse.store import Store
 
 # Added to the WHERE of each event table's scan. The scans leave FINAL out (the per-SID

@@ -6,7 +6,7 @@ message's or call's state as its highest-ranked status, the first one received a
 equals, so a late or out-of-order callback never moves it backwards. That per-SID
 state alone already ignores a re-delivered callback, so `messages_sql` and `calls_sql`
 can leave FINAL out, for a query bounded in time: FINAL keeps ClickHouse from
-skipping the parts received before the bound (see `failures`).
+skipping the parts received before the bound (see `sinks.clickhouse.failures`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from contract.error_codes import meaning
+from contract.settings import Settings
 from sinks.clickhouse.store import Store
 
 
@@ -25,11 +26,22 @@ class Filters:
     until: datetime | None = None
     campaign: str | None = None
     number: str | None = None  # a From or To number
-    unconfirmed_after_s: int = 900
+    # This and mos_floor: the settings' defaults, or a deployment's through from_settings.
+    unconfirmed_after_s: int = Settings.model_fields["unconfirmed_after_s"].default
     extra: dict[str, Any] = field(default_factory=dict)
     bucket_s: int = 300  # time buckets of the over-time reports
-    mos_floor: float = 3.5  # calls below it count as low quality in the mos report
+    # calls below it count as low quality in the mos report
+    mos_floor: float = Settings.model_fields["mos_floor"].default
     limit: int = 100  # rows of the top-N and latest-N reports
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **filters: Any) -> Filters:
+        """These filters with the deployment's unconfirmed-after and MOS floor."""
+        return cls(
+            unconfirmed_after_s=settings.unconfirmed_after_s,
+            mos_floor=settings.mos_floor,
+            **filters,
+        )
 
     def parameters(self) -> dict[str, Any]:
         return {

@@ -31,9 +31,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from sinks.api.auth import token_matches
-from sinks.clickhouse import exports
-from sinks.clickhouse.reports import REPORTS, Filters, run_report
+from query import exports
+from query.auth import token_matches
+from query.reports import REPORTS, Filters, run_report
 from sinks.clickhouse.store import Store
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def _filters(request: Request, defaults: Filters) -> Filters:
 
 
 def create_api(store: Store, token: str, *, defaults: Filters | None = None) -> Starlette:
-    """`defaults` carries the deployment's settings (unconfirmed-after, MOS floor)."""
+    """`defaults` carries the deployment's settings (`Filters.from_settings`)."""
     base = defaults or Filters()
 
     def report(request: Request) -> Response:  # sync: Starlette runs it in a thread pool

@@ -17,9 +17,9 @@ from typing import Any
 
 from contract.errors import SwitchboardError
 from contract.settings import Settings
-from sinks.api.auth import read_token
-from sinks.clickhouse import exports
-from sinks.clickhouse.reports import Filters, run_report
+from query import exports
+from query.auth import read_token
+from query.reports import Filters, run_report
 from sinks.clickhouse.schema import migrate
 from sinks.clickhouse.store import Store
 

@@ -4,8 +4,8 @@ named SQL as the reports, so the two never drift apart.
 Grafana's ClickHouse plugin has no query parameters; its macros and variables take
 their place: the time picker for since/until, `$__interval_s` for the bucket, and the
 `campaign` and `number` text boxes through `:sqlstring`, which quotes and escapes.
-`python -m sinks.clickhouse.grafana` rewrites the JSON; a test checks it is current and
-that every panel's SQL runs.
+`python -m query.grafana` rewrites the JSON; a test checks it is current and that every
+panel's SQL runs.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from contract.error_codes import ERROR_CODES, UNKNOWN
-from sinks.clickhouse.reports import REPORTS
+from contract.settings import Settings
+from query.reports import REPORTS, Filters
 
-DASHBOARD_PATH = Path(__file__).resolve().parents[2] / "deploy/grafana/dashboards/switchboard.json"
+DASHBOARD_PATH = Path(__file__).resolve().parents[1] / "deploy/grafana/dashboards/switchboard.json"
 DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": "switchboard-clickhouse"}
-DATABASE = "switchboard"  # the default SWITCHBOARD_CLICKHOUSE_DATABASE
-UNCONFIRMED_AFTER_S = 900  # the default SWITCHBOARD_UNCONFIRMED_AFTER_S
-MOS_FLOOR = 3.5  # the default SWITCHBOARD_MOS_FLOOR
+# The settings' defaults: Grafana's panels have no deployment's settings to read.
+DATABASE = Settings.model_fields["clickhouse_database"].default
+_DEFAULTS = Filters()
 
 GRAFANA_PARAMETERS = {
     "since": "$__fromTime",
@@ -30,8 +31,8 @@ GRAFANA_PARAMETERS = {
     "campaign": "${campaign:sqlstring}",
     "number": "${number:sqlstring}",
     "bucket_s": "$__interval_s",
-    "unconfirmed_after_s": str(UNCONFIRMED_AFTER_S),
-    "mos_floor": str(MOS_FLOOR),
+    "unconfirmed_after_s": str(_DEFAULTS.unconfirmed_after_s),
+    "mos_floor": str(_DEFAULTS.mos_floor),
     "limit": "20",
 }
 _PARAMETER = re.compile(r"\{(\w+):[^{}]+\}")
@@ -145,7 +146,7 @@ def build() -> dict[str, Any]:
     return {
         "uid": "switchboard",
         "title": "Switchboard",
-        "description": "From sinks/clickhouse/reports.py, by python -m sinks.clickhouse.grafana",
+        "description": "From query/reports.py, by python -m query.grafana",
         "tags": ["switchboard", "signalwire"],
         "timezone": "utc",
         "refresh": "10s",

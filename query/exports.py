@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 
-from sinks.clickhouse.reports import Filters, calls_sql, messages_sql
+from query.reports import Filters, calls_sql, messages_sql
 from sinks.clickhouse.store import Store
 
 PAGE_ROWS = 20_000
