@@ -69,9 +69,7 @@ from contract.kinds import CallbackKind
 from contract.settings import Settings
 from contract.statuses import SMS_FAILED
 from contract.topics import Topic
-from switchboard.broker import LocalBroker, free_port
-from switchboard.sender import SendReport, edge_targets, send
-from switchboard.simulate import (
+from simulate.campaign import (
     Callback,
     Scenario,
     SmsMix,
@@ -81,6 +79,8 @@ from switchboard.simulate import (
     failure_alert,
     generate,
 )
+from simulate.sender import SendReport, edge_targets, send
+from switchboard.broker import LocalBroker, free_port
 
 logger = logging.getLogger("bench.pipeline")
 

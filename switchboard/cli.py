@@ -355,9 +355,9 @@ def simulate(
 ) -> None:
     import json
 
+    from simulate.campaign import Scenario, SmsMix, Thresholds, generate
+    from simulate.sender import Signer, edge_targets, send
     from switchboard.output import render
-    from switchboard.sender import Signer, edge_targets, send
-    from switchboard.simulate import Scenario, SmsMix, Thresholds, generate
 
     settings = _settings()
     scenario = Scenario(

@@ -17,10 +17,10 @@ from pydantic import SecretStr
 
 from contract.kinds import SPECS, CallbackKind
 from contract.settings import Settings
+from simulate.campaign import Scenario, Thresholds, generate, recount
 from sinks.clickhouse.reports import Filters, run_report
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.writer import BatchWriter
-from switchboard.simulate import Scenario, Thresholds, generate, recount
 from tests.harness import ROOT, Stage, settings_env, wait_for
 from tests.harness import event_writer as running_event_writer
 

@@ -5,7 +5,7 @@ them (status sequences, provider retries as byte-identical duplicates, callbacks
 swapped out of order) and the `GroundTruth` that a correct pipeline must report:
 per-campaign delivery counts, call statistics, forwards and the alerts that the
 thresholds imply. The same seed gives the same callbacks, so tests and benchmarks
-can build scenarios from it; `switchboard.sender` posts them to an edge.
+can build scenarios from it; `simulate.sender` posts them to an edge.
 
 Times are not generated: a voice or inbound `Timestamp` is rendered when the
 callback is sent (`Callback.params(now)`), because faust windows drop event times

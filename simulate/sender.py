@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from contract.kinds import CallbackKind
-from switchboard.simulate import Callback
+from simulate.campaign import Callback
 
 logger = logging.getLogger(__name__)
 
