@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from contract.kinds import CallbackKind
-from simulate.campaign import Callback
+from simulate.callbacks import Callback
 
 logger = logging.getLogger(__name__)
 

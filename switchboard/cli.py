@@ -355,7 +355,8 @@ def simulate(
 ) -> None:
     import json
 
-    from simulate.campaign import Scenario, SmsMix, Thresholds, generate
+    from simulate.alerts import Thresholds
+    from simulate.campaign import Scenario, SmsMix, generate
     from simulate.sender import Signer, edge_targets, send
     from switchboard.output import render
 

@@ -17,7 +17,9 @@ from pydantic import SecretStr
 
 from contract.kinds import SPECS, CallbackKind
 from contract.settings import Settings
-from simulate.campaign import Scenario, Thresholds, generate, recount
+from simulate.alerts import Thresholds
+from simulate.campaign import Scenario, generate
+from simulate.truth import recount
 from sinks.clickhouse.reports import Filters, run_report
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.writer import BatchWriter
