@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from contract.alerts import AlertType, scope_key
 from contract.settings import Settings
-from contract.statuses import SMS_FAILED
+from contract.statuses import CALL_FAILED, SMS_FAILED
 from simulate.callbacks import INBOUND, SMS, VOICE, Callback, Entity
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def expected_alerts(outcomes: list[Outcome], account: str, th: Thresholds) -> li
         calls = [o for o in group if o.kind in (VOICE, INBOUND)]
         sms_failures = sum(1 for o in messages if o.status in SMS_FAILED)
         sms_volume = sum(1 for o in messages if o.status in ("delivered", *SMS_FAILED))
-        call_failures = sum(1 for o in calls if o.status == "failed")
+        call_failures = sum(1 for o in calls if o.status in CALL_FAILED)
         mos = [o.mos for o in calls if o.mos is not None]
 
         def add(type_: AlertType, threshold: float, value: float, on: str, scope=scope) -> None:
@@ -106,7 +106,7 @@ def failure_alert(cb: Callback) -> AlertType | None:
         return None
     if e.kind is SMS and e.final in SMS_FAILED:
         return AlertType.SMS_FAILURES
-    if e.kind in (VOICE, INBOUND) and e.final == "failed":
+    if e.kind in (VOICE, INBOUND) and e.final in CALL_FAILED:
         return AlertType.CALL_FAILURES
     return None
 
