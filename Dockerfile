@@ -6,6 +6,8 @@ COPY contract contract
 COPY ingest ingest
 COPY processors processors
 COPY query query
+COPY runtime runtime
+COPY simulate simulate
 COPY sinks sinks
 COPY switchboard switchboard
 RUN pip install --no-cache-dir .

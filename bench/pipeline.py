@@ -69,18 +69,11 @@ from contract.kinds import CallbackKind
 from contract.settings import Settings
 from contract.statuses import SMS_FAILED
 from contract.topics import Topic
+from simulate.alerts import Thresholds, alert_scopes, failure_alert
+from simulate.callbacks import Callback
+from simulate.campaign import Scenario, SmsMix, Traffic, generate
+from simulate.sender import SendReport, edge_targets, send
 from switchboard.broker import LocalBroker, free_port
-from switchboard.sender import SendReport, edge_targets, send
-from switchboard.simulate import (
-    Callback,
-    Scenario,
-    SmsMix,
-    Thresholds,
-    Traffic,
-    alert_scopes,
-    failure_alert,
-    generate,
-)
 
 logger = logging.getLogger("bench.pipeline")
 

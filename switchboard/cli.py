@@ -356,9 +356,10 @@ def simulate(
 ) -> None:
     import json
 
+    from simulate.alerts import Thresholds
+    from simulate.campaign import Scenario, SmsMix, generate
+    from simulate.sender import Signer, edge_targets, send
     from switchboard.output import render
-    from switchboard.sender import Signer, edge_targets, send
-    from switchboard.simulate import Scenario, SmsMix, Thresholds, generate
 
     settings = _settings()
     scenario = Scenario(

@@ -19,8 +19,10 @@ from contract.kinds import SPECS, CallbackKind
 from contract.settings import Settings
 from query.reports import Filters, run_report
 from runtime.consumer import ConsumerRuntime
+from simulate.alerts import Thresholds
+from simulate.campaign import Scenario, generate
+from simulate.truth import recount
 from sinks.clickhouse.store import Store
-from switchboard.simulate import Scenario, Thresholds, generate, recount
 from tests.harness import ROOT, Stage, settings_env, wait_for
 from tests.harness import event_writer as running_event_writer
 

@@ -4,31 +4,27 @@ The thin side of `switchboard simulate`: it renders each callback's form when it
 sends it (so event times are current), signs it as the provider does, and counts
 the answers. A retry of the provider is sent byte for byte as the first try was.
 
-The HTTP client is a minimal HTTP/1.1 keep-alive client on asyncio streams: on a
-2-core machine that also runs the whole pipeline, the load generator must cost
-little (a general-purpose client costs several times more per request).
+Requests go through `simulate.http_client`, a keep-alive client that costs little.
 Transport errors and 503s are retried like the provider does (three tries).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import re
 import time
 from array import array
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import quote, urlsplit
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from contract.kinds import CallbackKind
-from switchboard.simulate import Callback
+from simulate.callbacks import Callback
+from simulate.http_client import Connection, Target, form_body
 
 logger = logging.getLogger(__name__)
 
@@ -85,100 +81,9 @@ class SendReport:
         return self.acknowledged == self.callbacks
 
 
-@dataclass(frozen=True, slots=True)
-class _Target:
-    url: str
-    host: str
-    port: int
-    path: str
-
-    @classmethod
-    def parse(cls, url: str) -> _Target:
-        parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise ValueError(f"only http:// targets are supported, not {url!r}")
-        return cls(url, parts.hostname, parts.port or 80, parts.path or "/")
-
-
-class _Answer(Exception):
-    """The server answered but asked to be tried again later (503)."""
-
-    def __init__(self, status: int, retry_after: float) -> None:
-        self.status = status
-        self.retry_after = retry_after
-
-
-class _Connection:
-    """One keep-alive HTTP/1.1 connection; reopened after `Connection: close` or an error."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host = host
-        self.port = port
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-
-    async def request(self, data: bytes) -> tuple[int, float]:
-        """Send one request, return (status, Retry-After seconds or 0)."""
-        if self._writer is None:
-            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-        reader, writer = self._reader, self._writer
-        assert reader is not None
-        writer.write(data)
-        head = await reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        lower = head.lower()
-        close = b"\r\nconnection: close" in lower or head.startswith(b"HTTP/1.0")
-        at = lower.find(b"\r\ncontent-length:")
-        if at >= 0:
-            length = int(lower[at + 17 : lower.index(b"\r\n", at + 2)])
-            if length:
-                await reader.readexactly(length)
-        elif b"\r\ntransfer-encoding: chunked" in lower:
-            await _skip_chunked(reader)
-        elif status not in (204, 304) and not 100 <= status < 200:
-            await reader.read()  # body until the server closes
-            close = True
-        retry_after = 0.0
-        if status == 503:
-            at = lower.find(b"\r\nretry-after:")
-            if at >= 0:
-                with contextlib.suppress(ValueError):
-                    retry_after = float(lower[at + 14 : lower.index(b"\r\n", at + 2)])
-        if close:
-            self.close()
-        return status, retry_after
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        self._reader = self._writer = None
-
-
-async def _skip_chunked(reader: asyncio.StreamReader) -> None:
-    while True:
-        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-        await reader.readexactly(size + 2)
-        if size == 0:
-            return
-
-
-_SAFE = re.compile(r"[A-Za-z0-9_.~-]*\Z").match
-
-
-@lru_cache(maxsize=8192)
-def _quote(value: str) -> str:
-    return quote_plus(value)
-
-
-def form_body(params: dict[str, str]) -> bytes:
-    """`urlencode(params)`, at a fraction of its cost: SIDs need no quoting, and the
-    values that do (numbers, bodies, statuses) repeat, so their quoting is cached."""
-    return "&".join(f"{k}={v if _SAFE(v) else _quote(v)}" for k, v in params.items()).encode()
-
-
 def _render(
-    cb: Callback, target: _Target, signer: Signer | None, now: float
-) -> tuple[bytes, _Target]:
+    cb: Callback, target: Target, signer: Signer | None, now: float
+) -> tuple[bytes, Target]:
     params = cb.params(now)
     query = f"?campaign={quote(cb.campaign, safe='')}" if cb.campaign else ""
     body = form_body(params)
@@ -207,13 +112,13 @@ async def post_all(
 ) -> SendReport:
     """POST every callback in order; `rate` per second, or None for as fast as
     `concurrency` requests in flight allow."""
-    parsed = {kind: _Target.parse(url) for kind, url in targets.items()}
+    parsed = {kind: Target.parse(url) for kind, url in targets.items()}
     missing = {cb.kind for cb in callbacks} - set(parsed)
     if missing:
         raise ValueError(f"no target URL for {', '.join(sorted(k.value for k in missing))}")
     # a provider retry repeats the first try's bytes (and signature) exactly
     retried = {cb.key for cb in callbacks if cb.duplicate}
-    first_tries: dict[tuple[str, int], tuple[bytes, _Target]] = {}
+    first_tries: dict[tuple[str, int], tuple[bytes, Target]] = {}
     statuses: Counter[int] = Counter()
     by_kind: dict[CallbackKind, Counter[int]] = {kind: Counter() for kind in parsed}
     latencies = array("d")
@@ -227,7 +132,7 @@ async def post_all(
 
     async def worker() -> None:
         nonlocal next_index, done, retries
-        connections: dict[tuple[str, int], _Connection] = {}
+        connections: dict[tuple[str, int], Connection] = {}
         try:
             while next_index < total:
                 index = next_index
@@ -246,7 +151,7 @@ async def post_all(
                 data, target = request
                 conn = connections.get((target.host, target.port))
                 if conn is None:
-                    conn = connections[(target.host, target.port)] = _Connection(
+                    conn = connections[(target.host, target.port)] = Connection(
                         target.host, target.port
                     )
                 status = TRANSPORT_ERROR
