@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 STOP_GRACE_S = 25.0  # from SIGTERM to exit; `switchboard run` waits 30 s before SIGKILL
 
 
-def build(settings: Settings, published: set[str] | None = None):  # noqa: ANN201 - faust's App is untyped
+def build(settings: Settings, published: set[str] | None = None):  # faust's App is untyped
     app, topics = create_app(settings)
     window_agent.register(app, topics, settings, published if published is not None else set())
     return app

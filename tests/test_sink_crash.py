@@ -13,6 +13,7 @@ import random
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,7 @@ def test_sigkill_between_insert_and_commit_then_restart_counts_once(
     [written] = _rows(child, "SELECT count() AS n FROM {db}.sms_events")
     assert 0 < written["n"] <= len(events)
 
+    restarted_at = time.monotonic()
     restarted = Stage("sink", child, tmp_path).start()
     try:
         wait_for(
@@ -107,8 +109,12 @@ def test_sigkill_between_insert_and_commit_then_restart_counts_once(
             timeout=180,
             what="the restarted sink's commit of every event",
         )
+        resumed_s = time.monotonic() - restarted_at
     finally:
         assert restarted.terminate(60) == 0, restarted.log()[-3000:]
+    # Static membership: the restarted sink takes its partitions back at once, where a
+    # new member would first wait out the killed one's 45 s session.
+    assert resumed_s < 30, f"the restarted sink needed {resumed_s:.0f} s"
 
     [keys] = _rows(child, "SELECT count() AS n FROM {db}.sms_events FINAL")
     assert keys["n"] == 12_000  # one row per (MessageSid, MessageStatus)
