@@ -31,7 +31,7 @@ from contract import jsonbytes
 from contract.alerts import scope_key
 from contract.events import Event
 from contract.kinds import CallbackKind
-from contract.statuses import SMS_FINAL, advances
+from contract.statuses import SMS_FINAL, advances, final
 
 
 class Family(StrEnum):
@@ -69,13 +69,8 @@ _CALL_FIELD = {
 }
 
 
-# By key prefix: the statuses of the highest rank, after which only a provider's retry
-# or a late straggler of the same SID can still arrive.
 _FINAL: dict[str, frozenset[str]] = {
-    prefix: frozenset(
-        status for status, rank in kind.spec.ranks.items() if rank == max(kind.spec.ranks.values())
-    )
-    for kind, prefix in _KEY_PREFIX.items()
+    prefix: final(kind.spec.ranks) for kind, prefix in _KEY_PREFIX.items()
 }
 
 
