@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from contract import jsonbytes
-from contract.alerts import scope_key
+from contract.alerts import ScopeType, scope_key
 from contract.events import Event
 from contract.kinds import CallbackKind
 from contract.statuses import SMS_FINAL, advances, final
@@ -209,13 +209,20 @@ def our_number(event: Event) -> str | None:
     return event.get("from")
 
 
+# The scope keys' prefixes, made once: an enum member costs the intake 0.1 µs to look up
+# and as much again to format, three times a callback.
+_ACCOUNT, _NUMBER, _CAMPAIGN = (
+    scope_key(t, "") for t in (ScopeType.ACCOUNT, ScopeType.NUMBER, ScopeType.CAMPAIGN)
+)
+
+
 def scopes(event: Event) -> tuple[str, ...]:
     """The scopes a callback counts toward: its account, our number, its campaign tag."""
     found = []
     if account := event.get("account_sid"):
-        found.append(scope_key("account", account))
+        found.append(_ACCOUNT + account)
     if number := our_number(event):
-        found.append(scope_key("number", number))
+        found.append(_NUMBER + number)
     if event.campaign:
-        found.append(scope_key("campaign", event.campaign))
+        found.append(_CAMPAIGN + event.campaign)
     return tuple(found)

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field, replace
 from email.utils import formatdate
 from typing import Any
 
-from contract.alerts import AlertType, scope_key
+from contract.alerts import AlertType, ScopeType, scope_key
 from contract.kinds import CallbackKind
 from contract.settings import Settings
 from contract.statuses import SMS_FAILED, advances
@@ -455,9 +455,9 @@ def _alerts(outcomes: list[Outcome], account: str, th: Thresholds) -> list[dict[
         if o.kind not in (SMS, VOICE, INBOUND):
             continue
         for scope in (
-            scope_key("account", account),
-            scope_key("campaign", o.campaign) if o.campaign else None,
-            scope_key("number", o.number),
+            scope_key(ScopeType.ACCOUNT, account),
+            scope_key(ScopeType.CAMPAIGN, o.campaign) if o.campaign else None,
+            scope_key(ScopeType.NUMBER, o.number),
         ):
             if scope:
                 scopes[scope].append(o)
@@ -530,9 +530,9 @@ def _crossings(callbacks: Sequence[Callback], alerts: list[dict[str, Any]]) -> N
 
 def alert_scopes(e: Entity) -> list[str]:
     """The scopes an entity's failures count in: its account, our number, its campaign."""
-    scopes = [scope_key("account", e.account), scope_key("number", _our_number(e))]
+    scopes = [scope_key(ScopeType.ACCOUNT, e.account), scope_key(ScopeType.NUMBER, _our_number(e))]
     if e.campaign:
-        scopes.append(scope_key("campaign", e.campaign))
+        scopes.append(scope_key(ScopeType.CAMPAIGN, e.campaign))
     return scopes
 
 
