@@ -64,7 +64,7 @@ from bench.common import (
     wait_until,
     write_results,
 )
-from contract.alerts import AlertType, scope_key
+from contract.alerts import AlertType, ScopeType, scope_key
 from contract.kinds import CallbackKind
 from contract.settings import Settings
 from contract.statuses import SMS_FAILED
@@ -424,7 +424,7 @@ def measure_steady(
     ]
     # a fresh pipeline (no earlier run) has no failures but this run's to count
     since = report.started_at if shared else 0.0
-    own = frozenset(scope_key("campaign", c) for c in campaigns)
+    own = frozenset(scope_key(ScopeType.CAMPAIGN, c) for c in campaigns)
     alerts_ms = [1000 * s for s in alert_latencies(log, watch.alerts, since, own)]
     figures = {
         "offered_per_s": opts.rate,

@@ -22,7 +22,15 @@ class AlertType(StrEnum):
     LOW_MOS = "low_mos"  # mean AudioInMos below the floor over a minimum number of calls
 
 
-def scope_key(scope_type: str, scope_value: str) -> str:
+class ScopeType(StrEnum):
+    """What the processors count windows and raise alerts for, per callback."""
+
+    ACCOUNT = "account"  # its AccountSid
+    NUMBER = "number"  # our side of the message or call
+    CAMPAIGN = "campaign"  # its campaign tag
+
+
+def scope_key(scope_type: ScopeType, scope_value: str) -> str:
     """`campaign:spring-sale`, `number:+15550001111`, `account:AC...`."""
     return f"{scope_type}:{scope_value}"
 

@@ -22,7 +22,6 @@ SMS_RANK: dict[str, int] = {
     "read": 4,
 }
 SMS_FAILED = frozenset({"undelivered", "failed"})
-SMS_FINAL = frozenset({"delivered", "undelivered", "failed", "received", "canceled", "read"})
 
 CALL_RANK: dict[str, int] = {
     "queued": 0,
@@ -39,12 +38,21 @@ CALL_RANK: dict[str, int] = {
 # The seed's split: end states go in the calls log, failures in the failed-calls log.
 CALL_ENDED = frozenset({"completed", "canceled", "no-answer", "busy"})
 CALL_FAILED = frozenset({"failed"})
-CALL_FINAL = CALL_ENDED | CALL_FAILED
 
 RECORDING_RANK: dict[str, int] = {"in-progress": 0, "completed": 1, "absent": 1, "failed": 1}
 TRANSCRIPTION_RANK: dict[str, int] = {"in-progress": 0, "completed": 1, "failed": 1}
 
 UNKNOWN_RANK = -1
+
+
+def final(rank: dict[str, int]) -> frozenset[str]:
+    """The statuses of the top rank: after one, only a provider's retry or a late
+    straggler of the same SID can still arrive."""
+    top = max(rank.values())
+    return frozenset(status for status, r in rank.items() if r == top)
+
+
+SMS_FINAL = final(SMS_RANK)
 
 
 def advances(rank: dict[str, int], previous: str | None, new: str) -> bool:

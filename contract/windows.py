@@ -3,14 +3,57 @@
 A record is the latest value of one (scope, window size, window start); a later
 record for the same key supersedes it, so a sink keeps the last one
 (ReplacingMergeTree on that key).
+
+`DeliveryCounts` and `CallCounts` name what the processors count per scope and time
+bucket: the keys of the increments on `processors.transitions`, and of the sums the
+window agent makes of them into these records. Plain strings, not StrEnum members:
+they are keys of dicts orjson writes on the intake's hot path, and orjson takes a key
+of a str subclass only with OPT_NON_STR_KEYS, a third slower.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
+
+
+class DeliveryCounts:
+    SENT: Final = "sent"
+    DELIVERED: Final = "delivered"
+    UNDELIVERED: Final = "undelivered"
+    FAILED: Final = "failed"
+    PENDING: Final = "pending"  # at sent with no receipt yet
+    MMS: Final = "mms"  # at sent with media: MMS never gets a receipt
+    # A bucket's row, in this order (the window table stores rows).
+    COUNTED: Final = (SENT, DELIVERED, UNDELIVERED, FAILED, PENDING, MMS)
+    # A figure, not counted: mms, plus pending once `unconfirmed_after_s` has passed.
+    UNCONFIRMED: Final = "unconfirmed"
+
+
+class CallCounts:
+    CALLS: Final = "calls"
+    COMPLETED: Final = "completed"
+    FAILED: Final = "failed"
+    BUSY: Final = "busy"
+    NO_ANSWER: Final = "no_answer"
+    CANCELED: Final = "canceled"
+    DURATION_S: Final = "duration_s"
+    MOS_COUNT: Final = "mos_count"
+    MOS_SUM: Final = "mos_sum"
+    # A bucket's row, in this order (the window table stores rows).
+    COUNTED: Final = (
+        CALLS,
+        COMPLETED,
+        FAILED,
+        BUSY,
+        NO_ANSWER,
+        CANCELED,
+        DURATION_S,
+        MOS_COUNT,
+        MOS_SUM,
+    )
 
 
 @dataclass(frozen=True, slots=True)

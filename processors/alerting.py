@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from contract.alerts import Alert, AlertType, make_alert_id
 from contract.errors import ConfigurationError
 from contract.settings import Settings
+from contract.windows import CallCounts, DeliveryCounts
 from processors.state import Family
 from processors.windows import ScopeWindows, WindowPlan
 
@@ -69,8 +70,8 @@ def crossings(family: Family, f: dict[str, float], rules: Rules) -> list[Crossin
     """The rules that one window's figures break."""
     found: list[Crossing] = []
     if family is Family.DELIVERY:
-        failures = f["failed"] + f["undelivered"]
-        volume = failures + f["delivered"]
+        failures = f[DeliveryCounts.FAILED] + f[DeliveryCounts.UNDELIVERED]
+        volume = failures + f[DeliveryCounts.DELIVERED]
         if failures >= rules.sms_failure_threshold:
             found.append(
                 Crossing(
@@ -83,20 +84,21 @@ def crossings(family: Family, f: dict[str, float], rules: Rules) -> list[Crossin
                 Crossing(AlertType.SMS_FAILURE_RATE, int(failures), rules.failure_rate_pct, rate)
             )
         return found
-    failed = f["failed"]
+    failed = f[CallCounts.FAILED]
     if failed >= rules.call_failure_threshold:
         found.append(
             Crossing(AlertType.CALL_FAILURES, int(failed), rules.call_failure_threshold, failed)
         )
-    rate = _rate(failed, f["calls"], rules)
+    rate = _rate(failed, f[CallCounts.CALLS], rules)
     if rate is not None:
         found.append(
             Crossing(AlertType.CALL_FAILURE_RATE, int(failed), rules.failure_rate_pct, rate)
         )
-    if f["mos_count"] >= rules.mos_min_calls:
-        mean = f["mos_sum"] / f["mos_count"]
+    mos_count = f[CallCounts.MOS_COUNT]
+    if mos_count >= rules.mos_min_calls:
+        mean = f[CallCounts.MOS_SUM] / mos_count
         if mean < rules.mos_floor:
-            found.append(Crossing(AlertType.LOW_MOS, int(f["mos_count"]), rules.mos_floor, mean))
+            found.append(Crossing(AlertType.LOW_MOS, int(mos_count), rules.mos_floor, mean))
     return found
 
 

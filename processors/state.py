@@ -5,7 +5,7 @@ at or below the one the SID has reached, returns None: it changes nothing and
 counts nothing. Each real transition is returned exactly once, with the window
 increments it causes (`Count`) and the scopes they count toward.
 
-What a transition counts (the window fields of `contract.windows`):
+What a transition counts (`contract.windows.DeliveryCounts` and `CallCounts`):
 - SMS `sent`: sent +1 and, until a receipt arrives, pending +1 (mms +1 for MMS,
   which never gets one). A receipt (delivered, undelivered, failed) takes the
   pending or mms count back at the time it was sent. A message whose first
@@ -28,10 +28,11 @@ from typing import Any
 import orjson
 
 from contract import jsonbytes
-from contract.alerts import scope_key
+from contract.alerts import ScopeType, scope_key
 from contract.events import Event
 from contract.kinds import CallbackKind
-from contract.statuses import SMS_FINAL, advances
+from contract.statuses import SMS_FINAL, advances, final
+from contract.windows import CallCounts, DeliveryCounts
 
 
 class Family(StrEnum):
@@ -55,27 +56,22 @@ _KEY_PREFIX: dict[CallbackKind, str] = {
 
 SENT = "sent"
 _RECEIPT_FIELD = {
-    "delivered": "delivered",
-    "read": "delivered",  # read implies delivered; the two share the final rank
-    "undelivered": "undelivered",
-    "failed": "failed",
+    "delivered": DeliveryCounts.DELIVERED,
+    "read": DeliveryCounts.DELIVERED,  # read implies delivered; the two share the final rank
+    "undelivered": DeliveryCounts.UNDELIVERED,
+    "failed": DeliveryCounts.FAILED,
 }
 _CALL_FIELD = {
-    "completed": "completed",
-    "failed": "failed",
-    "busy": "busy",
-    "no-answer": "no_answer",
-    "canceled": "canceled",
+    "completed": CallCounts.COMPLETED,
+    "failed": CallCounts.FAILED,
+    "busy": CallCounts.BUSY,
+    "no-answer": CallCounts.NO_ANSWER,
+    "canceled": CallCounts.CANCELED,
 }
 
 
-# By key prefix: the statuses of the highest rank, after which only a provider's retry
-# or a late straggler of the same SID can still arrive.
 _FINAL: dict[str, frozenset[str]] = {
-    prefix: frozenset(
-        status for status, rank in kind.spec.ranks.items() if rank == max(kind.spec.ranks.values())
-    )
-    for kind, prefix in _KEY_PREFIX.items()
+    prefix: final(kind.spec.ranks) for kind, prefix in _KEY_PREFIX.items()
 }
 
 
@@ -172,18 +168,20 @@ def _delivery_counts(
     at = event.event_time
     if status == SENT:
         mms = (event.get("num_media") or 0) > 0
-        return (Count(at, {"sent": 1, "mms" if mms else "pending": 1}),), at, mms
+        counted = DeliveryCounts.MMS if mms else DeliveryCounts.PENDING
+        return (Count(at, {DeliveryCounts.SENT: 1, counted: 1}),), at, mms
     counts = []
     pending = previous is not None and previous.status == SENT and previous.sent_at is not None
     field = _RECEIPT_FIELD.get(status)
     if field is not None:
         deltas: dict[str, float] = {field: 1}
-        if not pending and field != "failed":
-            deltas["sent"] = 1
+        if not pending and field != DeliveryCounts.FAILED:
+            deltas[DeliveryCounts.SENT] = 1
         counts.append(Count(at, deltas))
     if pending and status in SMS_FINAL:
         assert previous is not None and previous.sent_at is not None
-        counts.append(Count(previous.sent_at, {"mms" if previous.mms else "pending": -1}))
+        counted = DeliveryCounts.MMS if previous.mms else DeliveryCounts.PENDING
+        counts.append(Count(previous.sent_at, {counted: -1}))
     return tuple(counts), None, False
 
 
@@ -191,14 +189,14 @@ def _call_counts(status: str, event: Event) -> tuple[Count, ...]:
     field = _CALL_FIELD.get(status)
     if field is None:
         return ()
-    deltas: dict[str, float] = {"calls": 1, field: 1}
+    deltas: dict[str, float] = {CallCounts.CALLS: 1, field: 1}
     duration = event.get("call_duration")
     if duration:
-        deltas["duration_s"] = duration
+        deltas[CallCounts.DURATION_S] = duration
     mos = event.get("audio_in_mos")
     if mos is not None:
-        deltas["mos_count"] = 1
-        deltas["mos_sum"] = mos
+        deltas[CallCounts.MOS_COUNT] = 1
+        deltas[CallCounts.MOS_SUM] = mos
     return (Count(event.event_time, deltas),)
 
 
@@ -211,13 +209,20 @@ def our_number(event: Event) -> str | None:
     return event.get("from")
 
 
+# The scope keys' prefixes, made once: an enum member costs the intake 0.1 µs to look up
+# and as much again to format, three times a callback.
+_ACCOUNT, _NUMBER, _CAMPAIGN = (
+    scope_key(t, "") for t in (ScopeType.ACCOUNT, ScopeType.NUMBER, ScopeType.CAMPAIGN)
+)
+
+
 def scopes(event: Event) -> tuple[str, ...]:
     """The scopes a callback counts toward: its account, our number, its campaign tag."""
     found = []
     if account := event.get("account_sid"):
-        found.append(scope_key("account", account))
+        found.append(_ACCOUNT + account)
     if number := our_number(event):
-        found.append(scope_key("number", number))
+        found.append(_NUMBER + number)
     if event.campaign:
-        found.append(scope_key("campaign", event.campaign))
+        found.append(_CAMPAIGN + event.campaign)
     return tuple(found)

@@ -25,6 +25,7 @@ from typing import Any
 
 import faust
 
+from contract.alerts import Alert
 from contract.settings import Settings
 from processors import metrics
 from processors.alerting import Rules, evaluate
@@ -36,103 +37,31 @@ from processors.windows import Entry, ScopeWindows, WindowPlan, window_records
 logger = logging.getLogger(__name__)
 
 
-def register(app: faust.App, topics: Topics, settings: Settings, published: set[str]) -> None:
-    plan = WindowPlan.from_settings(settings)
-    rules = Rules.from_settings(settings)
-    partitions = settings.topic_partitions
-    transitions_topic = topics.transitions.get_topic_name()
-    table = app.Table(
-        "scope-windows",
-        default=None,
-        key_type=bytes,  # bytes: faust's raw serializer; values are ScopeWindows.to_bytes()
-        value_type=bytes,
-        partitions=partitions,
-    )
-    # key -> wall-clock time from which its windows want publishing (0: changed already)
-    attention: dict[bytes, float] = {}
+class WindowAgent:
+    """One worker's window agent: its table of scope windows, the scopes that want
+    publishing, and a method per step (`register` hands them to faust)."""
 
-    def watch(key: bytes, windows: ScopeWindows) -> None:
-        due = windows.next_due(plan)
-        when = 0.0 if windows.unpublished else due if due is not None else math.inf
-        if when == math.inf:
-            attention.pop(key, None)
-        else:
-            attention[key] = when
+    def __init__(
+        self, app: faust.App, topics: Topics, settings: Settings, published: set[str]
+    ) -> None:
+        self.app = app
+        self.topics = topics
+        self.published = published  # ids of alerts known to be on the alerts topic
+        self.plan = WindowPlan.from_settings(settings)
+        self.rules = Rules.from_settings(settings)
+        self.partitions = settings.topic_partitions
+        self.table = app.Table(
+            "scope-windows",
+            default=None,
+            key_type=bytes,  # bytes: faust's raw serializer; values are ScopeWindows.to_bytes()
+            value_type=bytes,
+            partitions=self.partitions,
+        )
+        # key -> wall-clock time from which its windows want publishing (0: changed already)
+        self.attention: dict[bytes, float] = {}
 
-    async def apply(key: str, sources: dict[str, list[Entry]], now: float) -> None:
-        family, scope = split_key(key)
-        stored = table.get(key.encode())
-        windows = ScopeWindows.from_bytes(stored) if stored is not None else ScopeWindows(family)
-        applied = windows.apply(sources, plan, now)
-        if applied.duplicates:
-            metrics.WINDOW_ITEMS_SKIPPED.labels("replayed").inc(applied.duplicates)
-        if applied.late:
-            metrics.WINDOW_ITEMS_SKIPPED.labels("expired").inc(applied.late)
-            logger.warning(
-                "%d increments for %s arrived after their window expired", applied.late, key
-            )
-        if not applied.advanced:
-            return
-        for alert in evaluate(scope, windows, applied.changed, plan, rules, now):
-            if alert.alert_id in published:
-                logger.info("alert %s is on the alerts topic already; not again", alert.alert_id)
-                continue
-            sent = await topics.alerts.send(key=alert.alert_id.encode(), value=alert.to_bytes())
-            await sent  # acknowledged before the state that records it is written
-            published.add(alert.alert_id)
-            metrics.ALERTS.labels(alert.type.value).inc()
-            logger.warning(
-                "alert %s %s scope=%s window=%.0f+%ds count=%d value=%.2f threshold=%.2f",
-                alert.alert_id,
-                alert.type,
-                alert.scope,
-                alert.window_start,
-                alert.window_end - alert.window_start,
-                alert.count,
-                alert.value,
-                alert.threshold,
-            )
-        table[key.encode()] = windows.to_bytes()
-        watch(key.encode(), windows)
-
-    async def publish(partition: int, now: float) -> None:
-        ready = [
-            key
-            for key, when in attention.items()
-            if when <= now and scope_partition(key.decode(), partitions) == partition
-        ]
-        sends: list[Any] = []
-        updated: dict[bytes, ScopeWindows] = {}
-        for key in ready:
-            stored = table.get(key)
-            if stored is None:
-                attention.pop(key, None)
-                continue
-            windows = ScopeWindows.from_bytes(stored)
-            buckets = windows.unpublished | windows.due_between(windows.due_published, now, plan)
-            family, scope = split_key(key.decode())
-            target = topics.metrics_delivery if family is Family.DELIVERY else topics.metrics_calls
-            records = window_records(scope, windows, buckets, plan, now)
-            for record in records:
-                sends.append(await target.send(key=scope.encode(), value=record.to_bytes()))
-            metrics.WINDOWS_PUBLISHED.labels(family.value).inc(len(records))
-            windows.unpublished.clear()
-            windows.due_published = now
-            updated[key] = windows
-        await asyncio.gather(*sends)  # published before the state says so
-        metrics.WINDOW_SCOPES.set(len(table))
-        for key, windows in updated.items():
-            table[key] = windows.to_bytes()
-            watch(key, windows)
-        if updated:
-            logger.info(
-                "published %d window records of %d scopes (partition %d)",
-                len(sends),
-                len(updated),
-                partition,
-            )
-
-    async def windows_agent(stream: faust.StreamT[bytes]) -> None:
+    async def consume(self, stream: faust.StreamT[bytes]) -> None:
+        """The agent: ticks publish, every other record is applied scope by scope."""
         async for event in stream.events():
             try:
                 batch = TransitionBatch.from_bytes(event.value)
@@ -148,25 +77,126 @@ def register(app: faust.App, topics: Topics, settings: Settings, published: set[
                 continue
             now = time.time()
             if batch.tick is not None:
-                await publish(event.message.partition, now)
+                await self.publish(event.message.partition, now)
                 continue
             for key, sources in batch.scopes.items():
-                await apply(key, sources, now)
+                await self.apply(key, sources, now)
 
-    app.agent(topics.transitions, name="windows", concurrency=1)(windows_agent)
+    async def apply(self, key: str, sources: dict[str, list[Entry]], now: float) -> None:
+        """A scope's increments, then its new alerts (acknowledged), then its state."""
+        family, scope = split_key(key)
+        stored = self.table.get(key.encode())
+        windows = ScopeWindows.from_bytes(stored) if stored is not None else ScopeWindows(family)
+        applied = windows.apply(sources, self.plan, now)
+        if applied.duplicates:
+            metrics.WINDOW_ITEMS_SKIPPED.labels("replayed").inc(applied.duplicates)
+        if applied.late:
+            metrics.WINDOW_ITEMS_SKIPPED.labels("expired").inc(applied.late)
+            logger.warning(
+                "%d increments for %s arrived after their window expired", applied.late, key
+            )
+        if not applied.advanced:
+            return
+        for alert in evaluate(scope, windows, applied.changed, self.plan, self.rules, now):
+            await self.raise_alert(alert)
+        self.table[key.encode()] = windows.to_bytes()
+        self.watch(key.encode(), windows)
 
-    async def rebuild_attention() -> None:
-        # After a restart or rebalance: what the recovered states still owe publishing.
-        attention.clear()
-        for key, stored in table.items():
-            watch(key, ScopeWindows.from_bytes(stored))
+    async def raise_alert(self, alert: Alert) -> None:
+        """Published and acknowledged, unless a run before this one published it."""
+        if alert.alert_id in self.published:
+            logger.info("alert %s is on the alerts topic already; not again", alert.alert_id)
+            return
+        sent = await self.topics.alerts.send(key=alert.alert_id.encode(), value=alert.to_bytes())
+        await sent  # acknowledged before the state that records it is written
+        self.published.add(alert.alert_id)
+        metrics.ALERTS.labels(alert.type.value).inc()
+        logger.warning(
+            "alert %s %s scope=%s window=%.0f+%ds count=%d value=%.2f threshold=%.2f",
+            alert.alert_id,
+            alert.type,
+            alert.scope,
+            alert.window_start,
+            alert.window_end - alert.window_start,
+            alert.count,
+            alert.value,
+            alert.threshold,
+        )
 
-    table.on_recover(rebuild_attention)
+    async def publish(self, partition: int, now: float) -> None:
+        """The figures of the partition's scopes that want publishing, then their states."""
+        ready = [
+            key
+            for key, when in self.attention.items()
+            if when <= now and scope_partition(key.decode(), self.partitions) == partition
+        ]
+        sends: list[Any] = []
+        updated: dict[bytes, ScopeWindows] = {}
+        for key in ready:
+            stored = self.table.get(key)
+            if stored is None:
+                self.attention.pop(key, None)
+                continue
+            windows = ScopeWindows.from_bytes(stored)
+            buckets = windows.unpublished | windows.due_between(
+                windows.due_published, now, self.plan
+            )
+            family, scope = split_key(key.decode())
+            target = (
+                self.topics.metrics_delivery
+                if family is Family.DELIVERY
+                else self.topics.metrics_calls
+            )
+            records = window_records(scope, windows, buckets, self.plan, now)
+            for record in records:
+                sends.append(await target.send(key=scope.encode(), value=record.to_bytes()))
+            metrics.WINDOWS_PUBLISHED.labels(family.value).inc(len(records))
+            windows.unpublished.clear()
+            windows.due_published = now
+            updated[key] = windows
+        await asyncio.gather(*sends)  # published before the state says so
+        metrics.WINDOW_SCOPES.set(len(self.table))
+        for key, windows in updated.items():
+            self.table[key] = windows.to_bytes()
+            self.watch(key, windows)
+        if updated:
+            logger.info(
+                "published %d window records of %d scopes (partition %d)",
+                len(sends),
+                len(updated),
+                partition,
+            )
 
-    async def tick() -> None:
+    def watch(self, key: bytes, windows: ScopeWindows) -> None:
+        """Note when the scope's windows next want publishing, if ever."""
+        due = windows.next_due(self.plan)
+        when = 0.0 if windows.unpublished else due if due is not None else math.inf
+        if when == math.inf:
+            self.attention.pop(key, None)
+        else:
+            self.attention[key] = when
+
+    async def rebuild_attention(self) -> None:
+        """After a restart or rebalance: what the recovered states still owe publishing."""
+        self.attention.clear()
+        for key, stored in self.table.items():
+            self.watch(key, ScopeWindows.from_bytes(stored))
+
+    async def tick(self) -> None:
+        """The publishing clock: a tick record to each transitions partition this worker owns."""
         tick = TransitionBatch(tick=time.time()).to_bytes()
-        for tp in app.assignor.assigned_actives():
+        transitions_topic = self.topics.transitions.get_topic_name()
+        for tp in self.app.assignor.assigned_actives():
             if tp.topic == transitions_topic:
-                await topics.transitions.send(value=tick, partition=tp.partition)
+                await self.topics.transitions.send(value=tick, partition=tp.partition)
 
-    app.timer(settings.metrics_interval_s, name="window-ticks")(tick)
+
+def register(
+    app: faust.App, topics: Topics, settings: Settings, published: set[str]
+) -> WindowAgent:
+    """The window agent on `app`: its agent, its table's recovery hook and its clock."""
+    agent = WindowAgent(app, topics, settings, published)
+    app.agent(topics.transitions, name="windows", concurrency=1)(agent.consume)
+    agent.table.on_recover(agent.rebuild_attention)
+    app.timer(settings.metrics_interval_s, name="window-ticks")(agent.tick)
+    return agent

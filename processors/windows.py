@@ -27,22 +27,12 @@ import orjson
 
 from contract import jsonbytes
 from contract.settings import Settings
-from contract.windows import CallWindow, DeliveryWindow
+from contract.windows import CallCounts, CallWindow, DeliveryCounts, DeliveryWindow
 from processors.state import Family
 
 FIELDS: dict[Family, tuple[str, ...]] = {
-    Family.DELIVERY: ("sent", "delivered", "undelivered", "failed", "pending", "mms"),
-    Family.CALLS: (
-        "calls",
-        "completed",
-        "failed",
-        "busy",
-        "no_answer",
-        "canceled",
-        "duration_s",
-        "mos_count",
-        "mos_sum",
-    ),
+    Family.DELIVERY: DeliveryCounts.COUNTED,
+    Family.CALLS: CallCounts.COUNTED,
 }
 _INDEX = {family: {name: i for i, name in enumerate(names)} for family, names in FIELDS.items()}
 
@@ -159,8 +149,9 @@ class ScopeWindows:
         names = FIELDS[self.family]
         unconfirmed = now is not None and self.family is Family.DELIVERY
         if unconfirmed:
-            names = (*names, "unconfirmed")
-            pending, mms = _INDEX[Family.DELIVERY]["pending"], _INDEX[Family.DELIVERY]["mms"]
+            names = (*names, DeliveryCounts.UNCONFIRMED)
+            pending = _INDEX[Family.DELIVERY][DeliveryCounts.PENDING]
+            mms = _INDEX[Family.DELIVERY][DeliveryCounts.MMS]
         zero = [0.0] * len(names)
         running = [zero]
         first, bucket_s = starts[0], plan.bucket_s
@@ -190,7 +181,7 @@ class ScopeWindows:
         """Buckets with pending messages that became unconfirmed in (after, until]."""
         if self.family is not Family.DELIVERY:
             return set()
-        pending = _INDEX[Family.DELIVERY]["pending"]
+        pending = _INDEX[Family.DELIVERY][DeliveryCounts.PENDING]
         return {
             b for b, row in self.buckets.items() if row[pending] and after < plan.due(b) <= until
         }
@@ -199,7 +190,7 @@ class ScopeWindows:
         """When pending messages next become unconfirmed (not yet published), if ever."""
         if self.family is not Family.DELIVERY:
             return None
-        pending = _INDEX[Family.DELIVERY]["pending"]
+        pending = _INDEX[Family.DELIVERY][DeliveryCounts.PENDING]
         dues = [
             plan.due(b)
             for b, row in self.buckets.items()
@@ -254,34 +245,37 @@ def _record(
 ) -> DeliveryWindow | CallWindow:
     end = float(start + spec.size_s)
     if family is Family.DELIVERY:
-        receipts = f["delivered"] + f["undelivered"] + f["failed"]
+        receipts = (
+            f[DeliveryCounts.DELIVERED] + f[DeliveryCounts.UNDELIVERED] + f[DeliveryCounts.FAILED]
+        )
         return DeliveryWindow(
             scope=scope,
             window_s=spec.size_s,
             window_start=float(start),
             window_end=end,
-            sent=int(f["sent"]),
-            delivered=int(f["delivered"]),
-            undelivered=int(f["undelivered"]),
-            failed=int(f["failed"]),
-            unconfirmed=int(f["unconfirmed"]),
-            delivery_rate=f["delivered"] / receipts if receipts else None,
+            sent=int(f[DeliveryCounts.SENT]),
+            delivered=int(f[DeliveryCounts.DELIVERED]),
+            undelivered=int(f[DeliveryCounts.UNDELIVERED]),
+            failed=int(f[DeliveryCounts.FAILED]),
+            unconfirmed=int(f[DeliveryCounts.UNCONFIRMED]),
+            delivery_rate=f[DeliveryCounts.DELIVERED] / receipts if receipts else None,
             updated_at=now,
         )
+    mos_count, mos_sum = f[CallCounts.MOS_COUNT], f[CallCounts.MOS_SUM]
     return CallWindow(
         scope=scope,
         window_s=spec.size_s,
         window_start=float(start),
         window_end=end,
-        calls=int(f["calls"]),
-        completed=int(f["completed"]),
-        failed=int(f["failed"]),
-        busy=int(f["busy"]),
-        no_answer=int(f["no_answer"]),
-        canceled=int(f["canceled"]),
-        duration_s=int(f["duration_s"]),
-        mos_count=int(f["mos_count"]),
-        mos_sum=f["mos_sum"],
-        mos_mean=f["mos_sum"] / f["mos_count"] if f["mos_count"] else None,
+        calls=int(f[CallCounts.CALLS]),
+        completed=int(f[CallCounts.COMPLETED]),
+        failed=int(f[CallCounts.FAILED]),
+        busy=int(f[CallCounts.BUSY]),
+        no_answer=int(f[CallCounts.NO_ANSWER]),
+        canceled=int(f[CallCounts.CANCELED]),
+        duration_s=int(f[CallCounts.DURATION_S]),
+        mos_count=int(mos_count),
+        mos_sum=mos_sum,
+        mos_mean=mos_sum / mos_count if mos_count else None,
         updated_at=now,
     )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from contract.alerts import ScopeType
 from contract.error_codes import meaning
 from contract.settings import Settings
 from sinks.clickhouse.store import Store
@@ -224,9 +225,9 @@ MOS = f"""
 """
 
 # An alert or window about a campaign or number has that scope (contract.alerts.scope_key).
-_SCOPE = """
-    ({campaign:String} = '' OR scope = concat('campaign:', {campaign:String}))
-    AND ({number:String} = '' OR scope = concat('number:', {number:String}))
+_SCOPE = f"""
+    ({{campaign:String}} = '' OR scope = concat('{ScopeType.CAMPAIGN}:', {{campaign:String}}))
+    AND ({{number:String}} = '' OR scope = concat('{ScopeType.NUMBER}:', {{number:String}}))
 """
 
 ALERTS = f"""

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from contract.alerts import AlertType, scope_key
+from contract.alerts import AlertType, ScopeType, scope_key
 from contract.settings import Settings
 from contract.statuses import CALL_FAILED, SMS_FAILED
 from simulate.callbacks import INBOUND, SMS, VOICE, Callback, Entity
@@ -59,9 +59,9 @@ def expected_alerts(outcomes: list[Outcome], account: str, th: Thresholds) -> li
         if o.kind not in (SMS, VOICE, INBOUND):
             continue
         for scope in (
-            scope_key("account", account),
-            scope_key("campaign", o.campaign) if o.campaign else None,
-            scope_key("number", o.number),
+            scope_key(ScopeType.ACCOUNT, account),
+            scope_key(ScopeType.CAMPAIGN, o.campaign) if o.campaign else None,
+            scope_key(ScopeType.NUMBER, o.number),
         ):
             if scope:
                 scopes[scope].append(o)
@@ -134,7 +134,7 @@ def add_crossings(callbacks: Sequence[Callback], alerts: list[dict[str, Any]]) -
 
 def alert_scopes(e: Entity) -> list[str]:
     """The scopes an entity's failures count in: its account, our number, its campaign."""
-    scopes = [scope_key("account", e.account), scope_key("number", e.our_number)]
+    scopes = [scope_key(ScopeType.ACCOUNT, e.account), scope_key(ScopeType.NUMBER, e.our_number)]
     if e.campaign:
-        scopes.append(scope_key("campaign", e.campaign))
+        scopes.append(scope_key(ScopeType.CAMPAIGN, e.campaign))
     return scopes

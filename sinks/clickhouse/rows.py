@@ -7,12 +7,11 @@ from typing import Any
 
 import orjson
 
-from contract.events import Event
+from contract.events import KIND_PREFIX, Event
 from sinks.clickhouse.schema import EVENT_STAGING, STAGING_COLUMNS
 from sinks.clickhouse.writer import Row, RowMapper
 
-_PREFIX = b'{"v":1,"kind":"'  # how Event.to_bytes starts
-_KIND_AT = len(_PREFIX)
+_KIND_AT = len(KIND_PREFIX)
 _STAGING_BY_KIND = {kind.value.encode(): staging.table for kind, staging in EVENT_STAGING.items()}
 
 
@@ -26,7 +25,7 @@ def event_row(raw: bytes) -> Row:
     """The events topic's mapper: the record as it is, to its kind's staging table,
     where ClickHouse parses it (see `schema`). Only the kind is read here, from the
     record's first bytes; a record laid out otherwise is parsed and re-serialized."""
-    if raw.startswith(_PREFIX):
+    if raw.startswith(KIND_PREFIX):
         table = _STAGING_BY_KIND.get(raw[_KIND_AT : raw.find(b'"', _KIND_AT)])
         if table is not None:
             return table, STAGING_COLUMNS, raw
