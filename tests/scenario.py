@@ -30,7 +30,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from contract.alerts import Alert, AlertType, make_alert_id, scope_key
+from contract.alerts import Alert, AlertType, ScopeType, make_alert_id, scope_key
 from contract.events import Event
 from contract.kinds import CallbackKind
 from sinks.clickhouse.rows import event_row, json_rows
@@ -160,8 +160,10 @@ def alerts(base: float) -> list[Alert]:
         )  # fmt: skip
 
     return [
-        alert(AlertType.SMS_FAILURES, scope_key("campaign", "spring-sale"), base + 70, 3, 3, 3),
-        alert(AlertType.LOW_MOS, scope_key("account", ACCOUNT), base + 90, 4, 3.5, 3.33),
+        alert(
+            AlertType.SMS_FAILURES, scope_key(ScopeType.CAMPAIGN, "spring-sale"), base + 70, 3, 3, 3
+        ),
+        alert(AlertType.LOW_MOS, scope_key(ScopeType.ACCOUNT, ACCOUNT), base + 90, 4, 3.5, 3.33),
     ]
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import httpx2
 import pytest
 
-from contract.alerts import Alert, AlertType, make_alert_id, scope_key
+from contract.alerts import Alert, AlertType, ScopeType, make_alert_id, scope_key
 from query.api import create_api
 from sinks.clickhouse.store import Store
 from switchboard.broker import free_port
@@ -126,7 +126,7 @@ def test_dashboard_shows_the_campaign_live_in_chromium(
         scenario.insert_events(
             store, [scenario.sms("SM011", "delivered", time.time(), "fall-promo")]
         )
-        scope = scope_key("campaign", "fall-promo")
+        scope = scope_key(ScopeType.CAMPAIGN, "fall-promo")
         fired = Alert(
             make_alert_id(AlertType.SMS_FAILURE_RATE, scope, base, 60),
             AlertType.SMS_FAILURE_RATE, scope, base, base + 60, 2, 20.0, 66.7, time.time(),
