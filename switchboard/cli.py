@@ -16,9 +16,10 @@ from rich.console import Console
 
 from contract.errors import SwitchboardError
 from contract.settings import Settings, load_settings
+from runtime import logs
+from runtime.signals import stop_cleanly_while_starting
 from sinks.clickhouse.reports import DESCRIPTIONS as REPORT_DESCRIPTIONS
 from sinks.clickhouse.reports import REPORTS, Filters
-from switchboard import logs, stop_cleanly_while_starting
 
 app = typer.Typer(
     help="Switchboard: SignalWire status callbacks through Kafka into ClickHouse.",
