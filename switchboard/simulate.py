@@ -470,7 +470,9 @@ def _alerts(outcomes: list[Outcome], account: str, th: Thresholds) -> list[dict[
         call_failures = sum(1 for o in calls if o.status == "failed")
         mos = [o.mos for o in calls if o.mos is not None]
 
-        def add(type_: AlertType, threshold: float, value: float, on: str, scope=scope) -> None:
+        def add(
+            type_: AlertType, threshold: float, value: float, on: str, scope: str = scope
+        ) -> None:
             alerts.append(
                 {"type": type_.value, "scope": scope, "threshold": threshold, "value": value}
                 | {"on": on}
