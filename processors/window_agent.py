@@ -113,8 +113,9 @@ def register(app: faust.App, topics: Topics, settings: Settings, published: set[
             family, scope = split_key(key.decode())
             target = topics.metrics_delivery if family is Family.DELIVERY else topics.metrics_calls
             records = window_records(scope, windows, buckets, plan, now)
-            for record in records:
-                sends.append(await target.send(key=scope.encode(), value=record.to_bytes()))
+            sends.extend(
+                [await target.send(key=scope.encode(), value=r.to_bytes()) for r in records]
+            )
             metrics.WINDOWS_PUBLISHED.labels(family.value).inc(len(records))
             windows.unpublished.clear()
             windows.due_published = now

@@ -166,13 +166,11 @@ def read_topic(
     deadline = time.monotonic() + timeout
     try:
         while len(records) < expect and time.monotonic() < deadline:
-            for msg in consumer.consume(num_messages=1000, timeout=0.5):
-                if msg.error() is None:
-                    records.append(msg)
+            batch = consumer.consume(num_messages=1000, timeout=0.5)
+            records.extend(msg for msg in batch if msg.error() is None)
         # a short grace period catches records beyond the expected count
-        for msg in consumer.consume(num_messages=1000, timeout=0.5):
-            if msg.error() is None:
-                records.append(msg)
+        batch = consumer.consume(num_messages=1000, timeout=0.5)
+        records.extend(msg for msg in batch if msg.error() is None)
     finally:
         consumer.close()
     return records
