@@ -5,6 +5,7 @@ COPY pyproject.toml README.md ./
 COPY contract contract
 COPY ingest ingest
 COPY processors processors
+COPY runtime runtime
 COPY sinks sinks
 COPY switchboard switchboard
 RUN pip install --no-cache-dir .
