@@ -27,9 +27,13 @@ run: kafka ## run the whole pipeline on embedded defaults (Ctrl-C stops everythi
 test: kafka ## run the test suite (starts a real Kafka broker for the session)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: install ## ruff lint and format check
+lint: install ## ruff lint and format check, then mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+typecheck: install ## mypy alone (strict on the stages; pyproject.toml says what is checked how)
+	$(VENV)/bin/mypy
 
 broker: kafka ## start a standalone local broker on 127.0.0.1:9092 (data under ./data/kafka)
 	$(PY) -m switchboard broker start
@@ -47,4 +51,4 @@ grafana: install ## rebuild deploy/grafana's dashboard JSON from the reports' SQ
 clean: ## remove the virtualenv, fetched jars and local data
 	rm -rf $(VENV) kafka/libs data test-artifacts
 
-.PHONY: help install kafka run test lint broker broker-stop bench clean grafana
+.PHONY: help install kafka run test lint typecheck broker broker-stop bench clean grafana

@@ -275,8 +275,8 @@ class Pipeline:
                 cwd=ROOT,
             )
         api = f"http://127.0.0.1:{self.settings.api_port}/healthz"
-        for url in (api, f"{self.edge_url}/healthz"):
-            wait_until(lambda u=url: http_ok(u) or self._dead(), timeout_s=timeout_s, what=url)
+        for url in (api, f"{self.edge_url}/healthz"):  # (each wait ends before the next url)
+            wait_until(lambda: http_ok(url) or self._dead(), timeout_s=timeout_s, what=url)  # noqa: B023
             self._dead()
         return self
 

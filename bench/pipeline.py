@@ -39,6 +39,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -263,9 +264,11 @@ class Watch:
                     continue
                 key = (msg.key() or b"").decode()
                 if key in self.marker_sids:
-                    marker = (key, orjson.loads(msg.value()).get("status"))
+                    value, partition, offset = msg.value(), msg.partition(), msg.offset()
+                    assert value is not None and partition is not None and offset is not None
+                    marker = (key, orjson.loads(value).get("status"))
                     if marker in self.markers and marker not in self.located:
-                        self.located[marker] = (msg.partition(), msg.offset())
+                        self.located[marker] = (partition, offset)
                         self.produced_at[marker] = msg.timestamp()[1] / 1000
 
     def _poll_committed(self) -> None:
@@ -276,8 +279,9 @@ class Watch:
     def _read_alerts(self) -> None:
         while not self._stop.is_set():
             for msg in self._alerts_reader.consume(num_messages=100, timeout=0.05):
-                if msg.error() is None:
-                    self.alerts.append((time.time(), orjson.loads(msg.value())))
+                value = msg.value()
+                if msg.error() is None and value is not None:
+                    self.alerts.append((time.time(), orjson.loads(value)))
 
     def landed_at(self) -> dict[tuple[str, str], float]:
         """Each located marker's first poll with the sink's commit past its event."""
@@ -359,7 +363,7 @@ def alert_latencies(
     return latencies
 
 
-def steady(broker: LocalBroker, opts: Options, seed: int) -> dict[str, float]:
+def steady(broker: LocalBroker, opts: Options, seed: int) -> dict[str, Any]:
     """One steady run on a fresh pipeline."""
     settings = pipeline_settings(broker, opts)
     pipeline = start_pipeline(settings, opts)
@@ -377,7 +381,7 @@ def measure_steady(
     seed: int,
     *,
     shared: bool = False,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """`opts.rate` callbacks/s for `opts.duration_s` through a running pipeline, on
     campaigns of its own (named by `seed`); `shared`: earlier runs used this pipeline."""
     total = int(opts.rate * opts.duration_s)
@@ -456,8 +460,8 @@ def measure_steady(
 # --- growth ------------------------------------------------------------------------------
 
 
-def growth(broker: LocalBroker, opts: Options) -> dict[str, float]:
-    figures: dict[str, float] = {}
+def growth(broker: LocalBroker, opts: Options) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
     for n in opts.growth_sizes:
         traffic = generate(
             Scenario(
@@ -468,9 +472,8 @@ def growth(broker: LocalBroker, opts: Options) -> dict[str, float]:
                 reorder_rate=opts.reorder,
             )
         )
-        result = repeat(
-            opts.runs, lambda t=traffic: absorb(t, pipeline_settings(broker, opts), opts)
-        )
+        # (repeat runs it before the loop moves on, so it absorbs this size's traffic)
+        result = repeat(opts.runs, lambda: absorb(traffic, pipeline_settings(broker, opts), opts))  # noqa: B023
         figures[f"absorb_s_{label(n)}"] = result["seconds"]
         figures[f"cost_us_per_callback_{label(n)}"] = 1e6 * result["seconds"] / n
         figures[f"cpu_us_per_callback_{label(n)}"] = result["cpu_us_per_callback"]
@@ -517,7 +520,7 @@ def seed_run(traffic: Traffic, server: str, opts: Options, workdir: Path) -> dic
             log = run_dir / f"{app}.log"
             children.append(Child(app, argv, log, quiet_stdout=True, env=env, cwd=run_dir))
             targets[kind] = f"http://127.0.0.1:{port}{SEED_PATHS[kind]}"
-            wait_until(lambda p=port: _port_open(p), timeout_s=60, what=f"seed {app} on {port}")
+            wait_until(partial(_port_open, port), timeout_s=60, what=f"seed {app} on {port}")
         report = send(
             traffic.callbacks,
             targets,
@@ -564,13 +567,13 @@ def baseline(broker: LocalBroker, opts: Options) -> dict[str, float]:
         figures[f"seed_sms_failure_callbacks_{tag}"] = sum(cb.status in SMS_FAILED for cb in sms)
         for server in ("flask", "gunicorn"):
             result = repeat(
-                opts.baseline_runs, lambda s=server, t=traffic: seed_run(t, s, opts, opts.workdir)
+                opts.baseline_runs, partial(seed_run, traffic, server, opts, opts.workdir)
             )
             figures[f"seed_{server}_s_{tag}"] = result["seconds"]
             figures[f"seed_{server}_500s_{tag}"] = result["errors_500"]
             figures[f"seed_{server}_sms_500s_{tag}"] = result["sms_500"]
             figures[f"seed_{server}_inbound_500s_{tag}"] = result["inbound_500"]
-        ours = repeat(opts.runs, lambda t=traffic: absorb(t, pipeline_settings(broker, opts), opts))
+        ours = repeat(opts.runs, lambda: absorb(traffic, pipeline_settings(broker, opts), opts))  # noqa: B023
         figures[f"switchboard_s_{tag}"] = ours["seconds"]
         figures[f"baseline_ratio_{tag}"] = figures[f"seed_flask_s_{tag}"] / ours["seconds"]
         figures[f"baseline_ratio_gunicorn_{tag}"] = (

@@ -34,9 +34,10 @@ def campaign(messages: int, start: float) -> list[Event]:
         sid, at, name = f"SM{i:09d}", start + i * 0.01, f"campaign-{i % 5}"
         final, code = ("undelivered", "30003") if i % 2 else ("delivered", None)
         for status, offset, error in (("sent", 0.0, None), (final, 1.0, code)):
-            values = {"message_sid": sid, "message_status": status, "error_code": error,
-                      "from": "+15550000001", "to": f"+1555{i:07d}", "body": "hello",
-                      "num_media": 0, "num_segments": 1}  # fmt: skip
+            values: dict[str, Any] = {
+                "message_sid": sid, "message_status": status, "error_code": error,
+                "from": "+15550000001", "to": f"+1555{i:07d}", "body": "hello",
+                "num_media": 0, "num_segments": 1}  # fmt: skip
             events.append(Event(CallbackKind.SMS, sid, status, at + offset, at + offset, name,
                                 values))  # fmt: skip
     for i in range(messages // 10):

@@ -111,10 +111,10 @@ def main(argv: list[str] | None = None) -> None:
             deadline = time.monotonic() + 60 * opts.minutes
             while time.monotonic() < deadline:
                 seed = len(slices) + 1
-                figures = measure_steady(
-                    broker, pipeline, settings, run, seed=seed, shared=seed > 1
+                slices.append(
+                    measure_steady(broker, pipeline, settings, run, seed=seed, shared=seed > 1)
+                    | pipeline.process_gauges()
                 )
-                slices.append(figures | pipeline.process_gauges())
                 logger.info(
                     "slice %d: %s",
                     len(slices),

@@ -13,7 +13,7 @@ import uvicorn
 from contract.settings import Settings, load_settings
 from ingest.app import Edge, create_app
 from ingest.metrics import MULTIPROC_DIR
-from switchboard import exit_cleanly
+from runtime.signals import exit_cleanly
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def serve(settings: Settings) -> None:
     if settings.ingest_workers > 1:
         metrics_dir = _multiprocess_metrics(settings)
     # uvicorn restores the previous handlers after its graceful shutdown and re-raises the
-    # signal; these exit with 0 (SIGTERM's is switchboard.stop_cleanly_while_starting).
+    # signal; these exit with 0 (SIGTERM's is runtime.signals.stop_cleanly_while_starting).
     signal.signal(signal.SIGINT, exit_cleanly)
     try:
         uvicorn.run(
@@ -54,7 +54,7 @@ def serve(settings: Settings) -> None:
 def worker_app() -> Edge:
     """The app of one worker process: uvicorn spawns it afresh, so it reads the
     environment (the CLI exported its flags there) and sets up logging itself."""
-    from switchboard import logs
+    from runtime import logs
 
     logs.configure()
     return create_app(load_settings())

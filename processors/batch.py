@@ -66,9 +66,12 @@ def process_batch(
                 raw.offset,
                 exc.reason,
             )
-            key = exc.sid.encode() if exc.sid else None
             out.dead_letters.append(
-                (raw.kind, key, normalizer.dead_letter_record(raw.kind, raw.value, exc.reason))
+                (
+                    raw.kind,
+                    exc.sid.encode() if exc.sid else None,
+                    normalizer.dead_letter_record(raw.kind, raw.value, exc.reason),
+                )
             )
             continue
         out.events.append((raw.partition, event.sid.encode(), event.to_bytes()))

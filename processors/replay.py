@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TypeVar
 
 from confluent_kafka import (
@@ -92,7 +93,7 @@ def read_to_end(
         ends: dict[int, int] = {}
         for tp in starts:
             low, high = _retried(
-                lambda tp=tp: consumer.get_watermark_offsets(tp, timeout=10),
+                partial(consumer.get_watermark_offsets, tp, timeout=10),
                 f"reading {name} watermarks",
             )
             if high > low and tp.offset != -1:  # -1: nothing at or after `since`
@@ -119,10 +120,11 @@ def read_to_end(
 def published_alert_ids(settings: Settings, since: float) -> set[str]:
     """Ids of the alerts raised since `since`: the window agent will not raise them again."""
     ids: set[str] = set()
-    read_to_end(
-        settings,
-        Topic.ALERTS,
-        lambda m: ids.add(m.key().decode()) if m.key() else None,
-        since=since,
-    )
+
+    def add_id(message: Message) -> None:
+        key = message.key()
+        if key:
+            ids.add(key.decode())
+
+    read_to_end(settings, Topic.ALERTS, add_id, since=since)
     return ids

@@ -32,7 +32,7 @@ class SidStore:
     def expire(self, before: float, final_before: float) -> tuple[list[tuple[int, str]], int]:
         """Forget states last changed before `before`, or before `final_before` if in a
         final status; returns what was forgotten, and how many kept states are final."""
-        gone = []
+        gone: list[tuple[int, str]] = []
         final_kept = 0
         for partition, states in self.partitions.items():
             old = []

@@ -148,8 +148,9 @@ class WindowAgent:
                 else self.topics.metrics_calls
             )
             records = window_records(scope, windows, buckets, self.plan, now)
-            for record in records:
-                sends.append(await target.send(key=scope.encode(), value=record.to_bytes()))
+            sends.extend(
+                [await target.send(key=scope.encode(), value=r.to_bytes()) for r in records]
+            )
             metrics.WINDOWS_PUBLISHED.labels(family.value).inc(len(records))
             windows.unpublished.clear()
             windows.due_published = now

@@ -223,7 +223,7 @@ class ScopeWindows:
             high=data["high"],
             unpublished=set(data["unpublished"]),
             due_published=data["due_published"],
-            raised={k: tuple(v) for k, v in data["raised"].items()},  # type: ignore[misc]
+            raised={k: tuple(v) for k, v in data["raised"].items()},
         )
 
 

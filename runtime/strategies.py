@@ -149,7 +149,7 @@ def until_done(
     while True:
         try:
             return attempt()
-        except Exception as exc:  # retried until it works or we stop
+        except Exception as exc:  # noqa: BLE001 - retried until it works or we stop
             logger.error("%s failed (%s); retrying in %.1f s", what, exc, backoff)
             if not wait(backoff):
                 return None
@@ -292,7 +292,7 @@ class Batching(Generic[B]):
                 break
             except Abandoned:
                 return self._give_up(pending)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - written again until it works
                 logger.error(
                     "%s: write of %d rows failed (%s); retrying in %.1f s",
                     self.runtime.name,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from contract.kinds import CallbackKind
 from simulate.callbacks import Callback
@@ -179,7 +179,7 @@ async def post_all(
             for conn in connections.values():
                 conn.close()
 
-    async def ticker(bar: Progress, task: int) -> None:
+    async def ticker(bar: Progress, task: TaskID) -> None:
         while True:
             per_s = done / max(loop.time() - start, 1e-9)
             bar.update(task, completed=done, description=_describe(statuses, per_s))
@@ -225,7 +225,7 @@ def send(
     return runner(post_all(callbacks, targets, **options))  # type: ignore[arg-type]
 
 
-def _percentiles(values: array) -> dict[str, float]:
+def _percentiles(values: array[float]) -> dict[str, float]:
     if not values:
         return {}
     ordered = sorted(values)

@@ -111,7 +111,7 @@ class AlertDispatch:
                     start=alert.window_start,
                     end=alert.window_end,
                 )
-            except Exception as exc:  # ClickHouse down: wait, keep the offset
+            except Exception as exc:  # noqa: BLE001 - ClickHouse down: wait, keep the offset
                 logger.error("alert %s: report query failed (%s)", alert.alert_id, exc)
                 rows = None
             if rows is not None and (len(rows) >= alert.count or time.monotonic() >= deadline):

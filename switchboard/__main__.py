@@ -1,4 +1,4 @@
-from switchboard import stop_cleanly_while_starting
+from runtime.signals import stop_cleanly_while_starting
 
 stop_cleanly_while_starting()  # before the imports: they are a second of the start-up
 

@@ -18,7 +18,8 @@ from contract.errors import SwitchboardError
 from contract.settings import Settings, load_settings
 from query.reports import DESCRIPTIONS as REPORT_DESCRIPTIONS
 from query.reports import REPORTS, Filters
-from switchboard import logs, stop_cleanly_while_starting
+from runtime import logs
+from runtime.signals import stop_cleanly_while_starting
 
 app = typer.Typer(
     help="Switchboard: SignalWire status callbacks through Kafka into ClickHouse.",

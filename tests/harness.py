@@ -14,10 +14,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
@@ -35,11 +35,15 @@ CI = bool(os.environ.get("CI"))
 
 
 def wait_for(
-    check: Callable[[], T], *, timeout: float = 30.0, interval: float = 0.2, what: str = "condition"
+    check: Callable[[], T | Literal[False] | None],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.2,
+    what: str = "condition",
 ) -> T:
     """Poll `check` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    last: T | None = None
+    last: T | Literal[False] | None = None
     while time.monotonic() < deadline:
         last = check()
         if last:
@@ -162,13 +166,11 @@ def read_topic(
     deadline = time.monotonic() + timeout
     try:
         while len(records) < expect and time.monotonic() < deadline:
-            for msg in consumer.consume(num_messages=1000, timeout=0.5):
-                if msg.error() is None:
-                    records.append(msg)
+            batch = consumer.consume(num_messages=1000, timeout=0.5)
+            records.extend(msg for msg in batch if msg.error() is None)
         # a short grace period catches records beyond the expected count
-        for msg in consumer.consume(num_messages=1000, timeout=0.5):
-            if msg.error() is None:
-                records.append(msg)
+        batch = consumer.consume(num_messages=1000, timeout=0.5)
+        records.extend(msg for msg in batch if msg.error() is None)
     finally:
         consumer.close()
     return records
@@ -294,7 +296,7 @@ def warm_idempotence(settings: Settings, timeout: float = 60.0) -> None:
         raise AssertionError(f"no idempotent producer id within {timeout:.0f} s")
 
 
-def produce(settings: Settings, topic: Topic, records: list[tuple[str | None, bytes]]) -> None:
+def produce(settings: Settings, topic: Topic, records: Sequence[tuple[str | None, bytes]]) -> None:
     """Produce (key, value) records and wait for Kafka's acknowledgement of each."""
     from contract.kafka import producer_config
 

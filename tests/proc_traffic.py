@@ -12,7 +12,9 @@ import math
 import random
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
@@ -58,7 +60,7 @@ def last_whole_minute() -> int:
 
 def campaign_traffic(
     mix: dict[str, dict[str, int]],
-    numbers: dict[str, tuple[str, ...]],
+    numbers: Mapping[str, tuple[str, ...]],
     *,
     seed: int = 7,
     duplicate_share: float = 0.1,
@@ -114,7 +116,7 @@ def campaign_traffic(
     return traffic
 
 
-def expected_figures(traffic: Traffic) -> dict[str, dict[str, float]]:
+def expected_figures(traffic: Traffic) -> dict[str, dict[str, float | None]]:
     """Scope -> the ground-truth figures of every window that holds the traffic's minute."""
     by_scope: dict[str, Counter[str]] = {}
     for m in traffic.messages:
@@ -167,7 +169,7 @@ def read_all(settings: Settings, topic: Topic) -> list[Message]:
         ends = {}
         for p in partitions:
             low, high = wait_for(
-                lambda p=p: _watermarks(consumer, TopicPartition(name, p)),
+                partial(_watermarks, consumer, TopicPartition(name, p)),
                 timeout=30,
                 what=f"the end of {name} [{p}]",
             )
@@ -179,13 +181,26 @@ def read_all(settings: Settings, topic: Topic) -> list[Message]:
             for m in consumer.consume(1000, 0.5):
                 if m.error() is None:
                     records.append(m)
-                    if m.offset() + 1 >= ends.get(m.partition(), math.inf):
+                    if _offset(m) + 1 >= ends.get(m.partition(), math.inf):
                         del ends[m.partition()]
         assert not ends, f"could not read {name} to its end"
     finally:
         consumer.close()
     records.sort(key=lambda m: (m.partition(), m.offset()))
     return records
+
+
+def value(m: Message) -> bytes:
+    """A record's value: no topic read here has tombstones."""
+    v = m.value()
+    assert v is not None, f"a record without a value at offset {m.offset()}"
+    return v
+
+
+def _offset(m: Message) -> int:
+    offset = m.offset()
+    assert offset is not None, "a consumed record has an offset"
+    return offset
 
 
 def _watermarks(consumer: Consumer, tp: TopicPartition) -> tuple[int, int] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from signalwire.rest import Client
@@ -20,7 +21,7 @@ FAILED_SID, RECORDING_SID = "SM" + "a" * 32, "RE" + "c" * 32
 
 
 def _settings(api_base: str | None, **overrides: str | None) -> Settings:
-    fields: dict[str, str | None] = {
+    fields: dict[str, Any] = {
         "signalwire_project_id": PROJECT,
         "signalwire_token": "tok",
         "signalwire_space_url": "example.signalwire.com",

@@ -19,10 +19,11 @@ class Clock:
         return self.now
 
 
+Logged = tuple[logging.Logger, Clock, pytest.LogCaptureFixture]
+
+
 @pytest.fixture
-def logged(
-    caplog: pytest.LogCaptureFixture,
-) -> Iterator[tuple[logging.Logger, Clock, pytest.LogCaptureFixture]]:
+def logged(caplog: pytest.LogCaptureFixture) -> Iterator[Logged]:
     clock = Clock()
     log = logging.getLogger("test.rdkafka")
     repeats = RepeatFilter(every_s=10.0, clock=clock)
@@ -32,7 +33,7 @@ def logged(
     log.removeFilter(repeats)
 
 
-def test_a_reconnect_storm_is_one_line_per_interval(logged) -> None:  # noqa: ANN001
+def test_a_reconnect_storm_is_one_line_per_interval(logged: Logged) -> None:
     log, clock, caplog = logged
     for _ in range(200):  # ten seconds of a broker down, as librdkafka reports it
         log.error("%s [%s] %s", "FAIL", "rdkafka#consumer-4", "Connect to ... failed")
@@ -45,7 +46,7 @@ def test_a_reconnect_storm_is_one_line_per_interval(logged) -> None:  # noqa: AN
     ]
 
 
-def test_other_clients_and_facilities_are_not_held_back(logged) -> None:  # noqa: ANN001
+def test_other_clients_and_facilities_are_not_held_back(logged: Logged) -> None:
     log, _clock, caplog = logged
     log.error("%s [%s] %s", "FAIL", "rdkafka#consumer-4", "down")
     log.error("%s [%s] %s", "FAIL", "rdkafka#producer-5", "down")

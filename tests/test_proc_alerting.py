@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from contract.alerts import AlertType, make_alert_id
@@ -15,8 +17,8 @@ from tests.test_proc_windows import feed
 B = 1_800_000_000
 
 
-def settings(**overrides: object) -> Settings:
-    base: dict[str, object] = {
+def settings(**overrides: Any) -> Settings:
+    base: dict[str, Any] = {
         "sms_failure_threshold": 10,
         "call_failure_threshold": 5,
         "failure_rate_pct": 30.0,

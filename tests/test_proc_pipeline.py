@@ -30,6 +30,7 @@ from tests.proc_traffic import (
     latest_by,
     produce,
     read_all,
+    value,
 )
 
 pytestmark = pytest.mark.kafka
@@ -84,7 +85,7 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[Stage]:
 
 def delivery_windows(settings: Settings) -> dict[tuple[str, int, float], DeliveryWindow]:
     records = read_all(settings, Topic.METRICS_DELIVERY)
-    windows = [DeliveryWindow.from_bytes(m.value()) for m in records]
+    windows = [DeliveryWindow.from_bytes(value(m)) for m in records]
     return {(w.scope, w.window_s, w.window_start): w for w in windows}
 
 
@@ -124,10 +125,10 @@ def assert_ground_truth(settings: Settings, traffic: Traffic, worker: Stage) -> 
         pytest.fail("\n".join(problems[:20]) + f"\nworker log:\n{worker.log()[-5000:]}")
     states = latest_by(read_all(settings, Topic.SID_STATE), lambda m: m.key())
     final = {
-        k.decode().removeprefix("m:"): orjson.loads(m.value())["status"] for k, m in states.items()
+        k.decode().removeprefix("m:"): orjson.loads(value(m))["status"] for k, m in states.items()
     }
     assert final == traffic.final
-    alerts = [Alert.from_bytes(m.value()) for m in read_all(settings, Topic.ALERTS)]
+    alerts = [Alert.from_bytes(value(m)) for m in read_all(settings, Topic.ALERTS)]
     ids = [a.alert_id for a in alerts]
     assert len(ids) == len(set(ids)), "an alert was published twice"
     assert {(a.type, a.scope) for a in alerts} == EXPECTED_ALERTS
@@ -162,7 +163,7 @@ def test_campaign_figures_and_alerts_equal_the_ground_truth(
     events = read_all(settings, Topic.EVENTS)
     assert len(events) == len(traffic.envelopes)  # every callback, duplicates too
     [dead] = read_all(settings, Topic.CALLBACKS_DEAD_LETTER)
-    assert dead.key() == b"SMbad" and "NumMedia" in orjson.loads(dead.value())["reason"]
+    assert dead.key() == b"SMbad" and "NumMedia" in orjson.loads(value(dead))["reason"]
 
 
 def test_a_worker_killed_mid_stream_ends_with_the_same_results(
@@ -213,7 +214,7 @@ def inbound_calls(number: str, mos: list[float], rng: random.Random) -> list:
 
 
 def call_windows(settings: Settings) -> dict[tuple[str, int], CallWindow]:
-    records = [CallWindow.from_bytes(m.value()) for m in read_all(settings, Topic.METRICS_CALLS)]
+    records = [CallWindow.from_bytes(value(m)) for m in read_all(settings, Topic.METRICS_CALLS)]
     return {(w.scope, w.window_s): w for w in records if w.window_s == settings.window_tumbling_s}
 
 
@@ -230,8 +231,13 @@ def test_low_mos_raises_one_alert_and_healthy_calls_none(
     worker.start()
 
     line = ("number:+15550000301", settings.window_tumbling_s)
+
+    def with_every_call_on_the_line() -> dict[tuple[str, int], CallWindow] | None:
+        w = call_windows(settings)
+        return w if line in w and w[line].calls == 20 else None
+
     windows = wait_for(
-        lambda: (w := call_windows(settings)).get(line) and w[line].calls == 20 and w,
+        with_every_call_on_the_line,
         timeout=60,
         what=f"the call windows; log:\n{worker.log()[-3000:]}",
     )
@@ -239,7 +245,7 @@ def test_low_mos_raises_one_alert_and_healthy_calls_none(
     assert (w.completed, w.duration_s, w.mos_count) == (20, sum(30 + i for i in range(20)), 20)
     assert w.mos_mean == pytest.approx(sum(round(m, 2) for m in poor) / 20)
     assert windows[(f"account:{ACCOUNT}", settings.window_tumbling_s)].calls == 60
-    alerts = [Alert.from_bytes(m.value()) for m in read_all(settings, Topic.ALERTS)]
+    alerts = [Alert.from_bytes(value(m)) for m in read_all(settings, Topic.ALERTS)]
     if low:
         [alert] = alerts
         assert (alert.type, alert.scope, alert.count) == (AlertType.LOW_MOS, line[0], 20)
@@ -269,7 +275,7 @@ def test_recordings_and_transcriptions_are_forwarded_once_each(
         timeout=60,
         what=f"the intake to commit; log:\n{worker.log()[-3000:]}",
     )
-    forwards = [ForwardRequest.from_bytes(m.value()) for m in read_all(settings, Topic.FORWARDS)]
+    forwards = [ForwardRequest.from_bytes(value(m)) for m in read_all(settings, Topic.FORWARDS)]
     assert sorted((f.kind, f.forward_id) for f in forwards) == [
         (ForwardKind.RECORDING, f"RE{i}") for i in range(5)
     ] + [(ForwardKind.TRANSCRIPTION, f"TR{i}") for i in range(3)]

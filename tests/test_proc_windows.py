@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import pytest
 
 from contract.settings import Settings
@@ -15,7 +18,7 @@ B = 1_800_000_000  # a multiple of 60 and of 3600
 
 def feed(
     w: ScopeWindows,
-    items: list[tuple[int, float, dict]],
+    items: Sequence[tuple[int, float, dict[str, Any]]],
     plan: WindowPlan,
     now: float,
     source: str = "sms/0",
@@ -32,7 +35,9 @@ def one(w: ScopeWindows, size: int, start: int, plan: WindowPlan, now: float | N
     return w.figures(spec, [start], plan, now)[start]
 
 
-def record(w: ScopeWindows, size: int, start: int, plan: WindowPlan, now: float):
+def record(
+    w: ScopeWindows, size: int, start: int, plan: WindowPlan, now: float
+) -> DeliveryWindow | CallWindow:
     bucket = start + size - plan.bucket_s  # the last bucket of the window
     return next(
         r
@@ -181,7 +186,7 @@ def test_no_receipts_means_no_rate(plan: WindowPlan) -> None:
 
 def test_call_record_has_inbound_stats(plan: WindowPlan) -> None:
     w = ScopeWindows(Family.CALLS)
-    items = [
+    items: list[tuple[int, float, dict[str, float]]] = [
         (1, B + 5, {"calls": 1, "completed": 1, "duration_s": 90, "mos_count": 1, "mos_sum": 4.5}),
         (2, B + 6, {"calls": 1, "completed": 1, "duration_s": 30, "mos_count": 1, "mos_sum": 3.5}),
         (3, B + 7, {"calls": 1, "failed": 1}),

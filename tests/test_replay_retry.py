@@ -10,7 +10,7 @@ from processors import replay
 
 
 def test_a_passing_error_is_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(replay.time, "sleep", lambda _s: None)
+    monkeypatch.setattr("processors.replay.time.sleep", lambda _s: None)
     answers: list[object] = [
         KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION)),
         KafkaException(KafkaError(KafkaError.LEADER_NOT_AVAILABLE)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -194,7 +195,7 @@ def test_an_alert_report_reads_only_what_was_received_since_its_window(store: St
     scenario.insert_events(store, old)
     scenario.insert_events(store, recent)
 
-    window = {"scope": "campaign:spring", "start": start, "end": start + 900}
+    window: dict[str, Any] = {"scope": "campaign:spring", "start": start, "end": start + 900}
     assert [row[0] for row in in_window(store, FAILED_MESSAGES, **window)] == [
         e.sid for e in recent
     ]

@@ -64,9 +64,10 @@ def _delivery_report(settings: Settings) -> list[dict[str, Any]]:
 
 
 def _killed(stage: Stage, timeout: float = 120) -> None:
-    assert stage.proc is not None
-    wait_for(lambda: stage.proc.poll() is not None, timeout=timeout, what="the fault's SIGKILL")
-    assert stage.proc.returncode == -signal.SIGKILL, stage.log()[-3000:]
+    proc = stage.proc
+    assert proc is not None
+    wait_for(lambda: proc.poll() is not None, timeout=timeout, what="the fault's SIGKILL")
+    assert proc.returncode == -signal.SIGKILL, stage.log()[-3000:]
 
 
 def test_sigkill_between_insert_and_commit_then_restart_counts_once(

@@ -60,12 +60,11 @@ def test_redelivered_and_replayed_events_count_once(topics: Settings, store: Sto
     store.command(f"SYSTEM STOP MERGES {store.table('sms_events')}")
     produce(topics, Topic.EVENTS, records(events + duplicates))
 
+    # (each wait ends before the loop moves on, so the lambdas see their own `group`)
     for group in ("events", "replay"):
         with Running(_writer(topics, store, Topic.EVENTS, event_row, group)):
             wait_for(
-                lambda g=group: (
-                    committed_total(topics, topics.topic_prefix + g, Topic.EVENTS) == 1170
-                ),
+                lambda: committed_total(topics, topics.topic_prefix + group, Topic.EVENTS) == 1170,  # noqa: B023
                 what=f"{group}: every record written and committed",
             )
     # Each group wrote every key at least once (copies inside one insert block collapse
@@ -201,15 +200,14 @@ def test_window_figures_and_alerts_keep_their_latest_version_once(
         _writer(topics, store, Topic.ALERTS, record_row("alerts", Alert), "alerts"),
     ]
     with Running(*writers):
+        # (each wait ends before the loop moves on, so the lambda sees its own values)
         for group, topic, n in (
             ("dw", Topic.METRICS_DELIVERY, 6),
             ("cw", Topic.METRICS_CALLS, 3),
             ("alerts", Topic.ALERTS, 3),
         ):
             wait_for(
-                lambda g=group, t=topic, n=n: (
-                    committed_total(topics, topics.topic_prefix + g, t) == n
-                ),
+                lambda: committed_total(topics, topics.topic_prefix + group, topic) == n,  # noqa: B023
                 what=f"{group}: every record written and committed",
             )
 

@@ -102,7 +102,7 @@ RECEIPT_SKEW_S = 3600.0
 
 def in_window(
     store: Store, report: AlertReport, *, scope: str, start: float, end: float
-) -> list[tuple[Any, ...]]:
+) -> list[Sequence[Any]]:
     """The report's rows for a scope (`campaign:...`, `number:...`, `account:...`;
     anything else means every SID) and the window [start, end) of event time."""
     return store.query(*window_query(store, report, scope=scope, start=start, end=end))

@@ -94,7 +94,7 @@ class Store:
         with self._lock:
             return self._client.command(sql, parameters=parameters)
 
-    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[Sequence[Any]]:
         with self._lock:
             return list(self._client.query(sql, parameters=parameters).result_rows)
 

@@ -99,7 +99,7 @@ class TableSink:
         for msg in records:
             try:
                 table, table_columns, values = mapper(msg.value() or b"")
-            except Exception as exc:  # a bad record must not stop the writer
+            except Exception as exc:  # noqa: BLE001 - a bad record must not stop the writer
                 BAD_RECORDS.labels(msg.topic()).inc()
                 logger.error(
                     "%s writer: skipping unreadable record %s: %s", self.name, describe(msg), exc
