@@ -96,7 +96,11 @@ def sink_consumer_config(settings: Settings) -> dict[str, Any]:
 
 
 def admin(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "logger": rdkafka_logger})
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "logger": rdkafka_logger,
+    }
+    return AdminClient(config)
 
 
 def wait_for_kafka(settings: Settings, *, attempts: int = 30, delay_s: float = 1.0) -> None:

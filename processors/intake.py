@@ -161,9 +161,10 @@ class Intake:
         kinds: Counter[str] = Counter()
         topic_kinds = self.kinds
         for message in records:
-            kind = topic_kinds[message.topic()]
+            kind = topic_kinds[message.topic() or ""]
             kinds[kind] += 1
-            raws.append(Raw(kind, message.partition(), message.offset(), message.value() or b""))
+            partition, offset = message.partition() or 0, message.offset() or 0
+            raws.append(Raw(kind, partition, offset, message.value() or b""))
         out = process_batch(raws, self.store, self.settings, self.plan, self.partitions)
         processed = time.perf_counter()
         batch = _InFlight(out.state, offsets)
@@ -230,7 +231,7 @@ class Intake:
                 break  # later batches' state changes must not overtake this one's
             if not batch.state_sent:
                 self._publish_state(batch)
-                if batch.unacked:
+                if not batch.done:
                     break
         done = Offsets()
         while self._in_flight and self._in_flight[0].done:
@@ -264,8 +265,8 @@ class Intake:
         for partition, key, value in out.events:
             self._produce(events, key, value, partition, acked)
         dead_letter = self._name(Topic.CALLBACKS_DEAD_LETTER)
-        for _, key, value in out.dead_letters:
-            self._produce(dead_letter, key, value, None, acked)
+        for _, sid, value in out.dead_letters:
+            self._produce(dead_letter, sid, value, None, acked)
         transitions = self._name(Topic.TRANSITIONS)
         for partition, record in out.transitions.items():
             self._produce(transitions, None, record.to_bytes(), partition, acked)
@@ -343,12 +344,13 @@ def recover_states(settings: Settings, partitions: set[int]) -> dict[int, dict[s
     states: dict[int, dict[str, SidState]] = {p: {} for p in partitions}
 
     def apply(message: Message) -> None:
-        key = message.key().decode()
+        key = (message.key() or b"").decode()
         value = message.value()
+        of_partition = states[message.partition() or 0]
         if value is None:
-            states[message.partition()].pop(key, None)  # forgotten (SidStore.expire)
+            of_partition.pop(key, None)  # forgotten (SidStore.expire)
         else:
-            states[message.partition()][key] = state_from_record(value)
+            of_partition[key] = state_from_record(value)
 
     read_to_end(settings, Topic.SID_STATE, apply, partitions=partitions)
     return states

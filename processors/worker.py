@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 
+import faust
 from faust.worker import Worker
 from prometheus_client import start_http_server
 
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 STOP_GRACE_S = 25.0  # from SIGTERM to exit; `switchboard run` waits 30 s before SIGKILL
 
 
-def build(settings: Settings, published: set[str] | None = None):  # faust's App is untyped
+def build(settings: Settings, published: set[str] | None = None) -> faust.App:
     app, topics = create_app(settings)
     window_agent.register(app, topics, settings, published if published is not None else set())
     return app
@@ -47,7 +48,7 @@ def run(settings: Settings, metrics_port: int | None = None) -> None:
     failed = threading.Event()
     thread = threading.Thread(target=_run_intake, args=(intake, failed), name="intake")
 
-    @app.task
+    @app.task  # type: ignore[untyped-decorator]  # faust's decorators are untyped
     async def start_intake() -> None:
         # started by the faust worker, after its SIGTERM handler: a stop then finds both running
         thread.start()

@@ -95,6 +95,12 @@ class Offsets:
         return bool(self.next)
 
 
+def next_offsets(records: Iterable[Message]) -> dict[TopicPartitionKey, int]:
+    """Per partition, the offset after the last of `records`. Records consumed without
+    error always carry their topic, partition and offset, whatever the stubs allow."""
+    return {(m.topic(), m.partition()): m.offset() + 1 for m in records}  # type: ignore[misc,operator]
+
+
 class Strategy(Protocol):
     """What a stage does with its records. Called on the runtime's thread only."""
 
@@ -182,11 +188,12 @@ class ConsumerRuntime:
                 self.name,
             )
             return False
+        partitions = [TopicPartition(t, p, o) for (t, p), o in offsets.next.items()]
         try:
-            self._consumer.commit(
-                offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.next.items()],
-                asynchronous=asynchronous,
-            )
+            if asynchronous:
+                self._consumer.commit(offsets=partitions, asynchronous=True)
+            else:
+                self._consumer.commit(offsets=partitions, asynchronous=False)
         except KafkaException as exc:
             COMMITS.labels(self.name, "failed").inc()
             logger.warning(
@@ -221,13 +228,10 @@ class ConsumerRuntime:
                     logger.debug("%s: resume after a rebalance: %s", self.name, exc)
         return not self.interrupted()
 
-    def rewind(self, records: Iterable[Message]) -> None:
+    def rewind(self, records: list[Message]) -> None:
         """Read `records` again (they were given up, not acknowledged): seek each
         partition back to the first of them."""
-        first: dict[TopicPartitionKey, int] = {}
-        for m in records:
-            key = (m.topic(), m.partition())
-            first[key] = min(first.get(key, m.offset()), m.offset())
+        first = {key: offset - 1 for key, offset in next_offsets(reversed(records)).items()}
         for (topic, partition), offset in first.items():
             try:
                 self._consumer.seek(TopicPartition(topic, partition, offset))
@@ -283,8 +287,7 @@ class ConsumerRuntime:
                     raise KafkaException(error)
                 elif error.code() != KafkaError._PARTITION_EOF:
                     logger.warning("%s: consumer error %s", self.name, error)
-        next_ = {(m.topic(), m.partition()): m.offset() + 1 for m in good}
-        return good, Offsets(next_, self._generation)
+        return good, Offsets(next_offsets(good), self._generation)
 
     # --- rebalancing: librdkafka calls these inside consume() or poll() ---
 

@@ -23,7 +23,7 @@ from prometheus_client import Counter
 
 from contract.settings import Settings
 from runtime import faults
-from runtime.consumer import ConsumerRuntime, Offsets
+from runtime.consumer import ConsumerRuntime, Offsets, next_offsets
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +76,7 @@ class PerRecord:
                 runtime.rewind(records[i:])
                 return
             faults.reach(f"{runtime.name}:after-handle")
-            done = {(msg.topic(), msg.partition()): msg.offset() + 1}
-            runtime.commit(Offsets(done, offsets.generation))
+            runtime.commit(Offsets(next_offsets([msg]), offsets.generation))
 
     def _handle(self, msg: Message) -> bool:
         """The handler's verdict. A handler that raises is tried again after a backoff,

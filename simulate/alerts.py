@@ -74,7 +74,9 @@ def expected_alerts(outcomes: list[Outcome], account: str, th: Thresholds) -> li
         call_failures = sum(1 for o in calls if o.status in CALL_FAILED)
         mos = [o.mos for o in calls if o.mos is not None]
 
-        def add(type_: AlertType, threshold: float, value: float, on: str, scope=scope) -> None:
+        def add(
+            type_: AlertType, threshold: float, value: float, on: str, scope: str = scope
+        ) -> None:
             alerts.append(
                 {"type": type_.value, "scope": scope, "threshold": threshold, "value": value}
                 | {"on": on}

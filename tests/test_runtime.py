@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import cast
 
 import pytest
 from confluent_kafka import Message
@@ -81,7 +82,8 @@ def test_revoked_in_the_middle_of_a_batch_it_is_given_up_and_read_again(
     produce(topics, Topic.EVENTS, values(300))
     a = batching(topics, ListSink(written, down), group, name="a")
     with Running(a):
-        wait_for(lambda: a.strategy._writing is not None, what="A holding a batch it cannot write")
+        held = cast(Batching[list[bytes]], a.strategy)
+        wait_for(lambda: held._writing is not None, what="A holding a batch it cannot write")
         b = batching(topics, ListSink(written, down), group, name="b")
         with Running(b):
             time.sleep(3)  # the join: A's wait is interrupted, both get partitions
