@@ -158,6 +158,7 @@ class ConsumerRuntime:
         self._generation = 0
         self._waiting = 0
         self._revoked_in_wait = False
+        self._failed = False
         self._held: list[Message] = []  # delivered by a poll inside `wait`
         self.strategy = strategy(self)
 
@@ -265,6 +266,11 @@ class ConsumerRuntime:
                         strategy.submit(good, offsets)
                 strategy.poll()
             strategy.close()
+        except BaseException:
+            # the close's revocation must not settle what a failure left half done
+            self._failed = True
+            self._interrupt.set()
+            raise
         finally:
             consumer.close()
             logger.info("%s stopped", self.name)
@@ -310,7 +316,7 @@ class ConsumerRuntime:
             return
         self._interrupt.set()
         try:
-            self.strategy.revoke(settle=True)
+            self.strategy.revoke(settle=not self._failed)
         finally:
             self._generation += 1
             self._held = []
