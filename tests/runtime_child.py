@@ -22,9 +22,8 @@ from runtime.consumer import ConsumerRuntime
 from runtime.strategies import Batching
 
 
-class FileSink:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+class ValueSink:
+    """Batches of record values; subclasses say where `write` puts them."""
 
     def new(self) -> list[bytes]:
         return []
@@ -34,13 +33,21 @@ class FileSink:
         return len(records)
 
     def write(self, batch: list[bytes]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class FileSink(ValueSink):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, batch: list[bytes]) -> None:
         with self.path.open("ab") as out:
             out.write(b"".join(value + b"\n" for value in batch))
             out.flush()
             os.fsync(out.fileno())
-
-    def close(self) -> None:
-        pass
 
 
 def main() -> None:

@@ -23,31 +23,22 @@ from contract.topics import Topic, topic_name
 from runtime.consumer import ConsumerRuntime
 from runtime.strategies import Batching, PerRecord, Wait
 from tests.harness import ROOT, Running, committed_total, produce, settings_env, wait_for
+from tests.runtime_child import ValueSink
 
 pytestmark = pytest.mark.kafka
 
 
-class ListSink:
+class ListSink(ValueSink):
     """Batches of record values, written to a shared list; `down` makes writes fail."""
 
     def __init__(self, written: list[bytes], down: threading.Event) -> None:
         self.written = written
         self.down = down
 
-    def new(self) -> list[bytes]:
-        return []
-
-    def add(self, batch: list[bytes], records: list[Message]) -> int:
-        batch.extend(m.value() or b"" for m in records)
-        return len(records)
-
     def write(self, batch: list[bytes]) -> None:
         if self.down.is_set():
             raise ConnectionError("store unreachable")
         self.written.extend(batch)
-
-    def close(self) -> None:
-        pass
 
 
 def batching(
