@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from contract.alerts import Alert, AlertState, AlertType
+from contract.alerts import Alert, AlertRule, AlertState, AlertType
 from contract.kafka import producer_config
 from contract.settings import Settings
 from contract.topics import Topic
@@ -276,3 +276,32 @@ def test_a_silenced_scope_notifies_no_one_but_its_alerts_are_kept(
     ]
     _cli(settings, "unsilence", silence_id)
     assert orjson.loads(_cli(settings, "silences", "--format", "json")) == []
+
+
+def test_the_seeds_rule_250_failed_calls_over_hours_are_two_alerts(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Count, send, reset: 250 failed calls 20 s apart (83 minutes, no window holds 100)."""
+    seed = settings.model_copy(
+        update={"alert_every_failed_calls": 100, "call_failure_threshold": 100_000}
+    )
+    t0 = time.time() - 6000
+    produce(
+        seed,
+        [call(f"CAc{i:030d}", "failed", at=t0 + 20 * i, from_=OUR_NUMBER) for i in range(250)],
+    )
+    worker = Stage("process", seed, tmp_path).start()
+    try:
+        wait_for(
+            lambda: len(_alerts(seed)) >= 2,
+            timeout=60,
+            what=f"the count alerts; log:\n{worker.log()[-3000:]}",
+        )
+        time.sleep(3)  # a third would come now
+        alerts = _alerts(seed)
+    finally:
+        assert worker.terminate() == 0, worker.log()[-3000:]
+    assert [(a.type, a.scope, a.count, a.rule) for a in alerts] == [
+        (AlertType.FAILED_CALLS_COUNT, f"account:{ACCOUNT}", 100, AlertRule.COUNT)
+    ] * 2
+    assert len({a.alert_id for a in alerts}) == 2
