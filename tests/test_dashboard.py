@@ -191,5 +191,6 @@ def test_dashboard_data_is_shared_between_viewers_per_filter(api: str) -> None:
     assert fall["panels"]["summary"][0]["messages"] == 3
     assert again["generated_at"] == everything["generated_at"]  # one computation, two viewers
     assert set(everything["panels"]) == {
-        "summary", "delivery-rate", "failures", "mos", "calls", "alerts", "failure-windows",
+        "summary", "delivery-rate", "failures", "mos", "calls", "alerts", "firing",
+        "failure-windows",
     }  # fmt: skip
