@@ -17,7 +17,9 @@ import orjson
 class ForwardKind(StrEnum):
     RECORDING = "recording"
     TRANSCRIPTION = "transcription"
-    ALERT = "alert"
+    ALERT = "alert"  # an alert's SMS
+    ALERT_WEBHOOK = "alert_webhook"
+    ALERT_SLACK = "alert_slack"
 
 
 @dataclass(frozen=True, slots=True)

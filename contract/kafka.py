@@ -53,6 +53,7 @@ _TOPIC_CONFIG: dict[Topic, dict[str, str]] = {
     Topic.ALERTS: {"cleanup.policy": "compact,delete", "retention.ms": str(30 * 86400_000)},
     # the processors rebuild per-SID state from it: only the latest record per key matters
     Topic.SID_STATE: {"cleanup.policy": "compact"},
+    Topic.SILENCES: {"cleanup.policy": "compact"},
 }
 
 

@@ -77,7 +77,25 @@ class Settings(BaseSettings):
     call_failure_threshold: int = Field(100, ge=1)
     failure_rate_pct: float = Field(20.0, gt=0, le=100)
     failure_rate_min_volume: int = Field(200, ge=1)
-    alert_cooldown_s: int = Field(900, ge=0)
+    alert_hysteresis_pct: float = Field(
+        20.0,
+        ge=0,
+        lt=100,
+        description="a firing count or rate alert resolves once its windows are this "
+        "percentage under the threshold, so a figure hovering at the line does not flap",
+    )
+    mos_resolve_margin: float = Field(
+        0.2, ge=0, description="a low-MOS alert resolves once the mean is this far above the floor"
+    )
+    alert_repeat_s: int = Field(
+        4 * 3600, ge=0, description="a firing alert is notified again this often (0: never)"
+    )
+    alert_every_failed_calls: int = Field(
+        0,
+        ge=0,
+        description="the seed's rule beside the windows: an alert at every N failed calls of "
+        "the account since the last one, however far apart (0: off)",
+    )
     mos_floor: float = Field(3.5, ge=1, le=5)
     mos_min_calls: int = Field(20, ge=1)
     alert_windows_s: Annotated[tuple[int, ...], NoDecode] = Field(
@@ -148,6 +166,19 @@ class Settings(BaseSettings):
     forward_from: str | None = None
     forward_to: str | None = None
     alert_to: str | None = None
+    alert_webhook_url: str | None = Field(
+        None, description="POST each alert notification here, signed per Standard Webhooks"
+    )
+    alert_webhook_secret: SecretStr | None = Field(
+        None, description="the webhook's signing secret, whsec_<base64>; unset: unsigned"
+    )
+    alert_slack_url: SecretStr | None = Field(
+        None, description="a Slack incoming-webhook URL for alert notifications"
+    )
+    alert_resolved_template: str = (
+        "Switchboard: {type} for {scope} resolved: {value:g} (threshold {threshold:g}) "
+        "between {window_start} and {window_end} UTC."
+    )
     recording_template: str = (
         'You have received a voicemail. Listen to the recording here: "{recording_url}". '
         "The Call SID is {call_sid}"

@@ -25,6 +25,8 @@ class Topic(StrEnum):
     METRICS_CALLS = "metrics.calls"
     # alerts for any subscriber
     ALERTS = "alerts"
+    # silences of alerts (compacted, keyed by silence id; a tombstone removes one)
+    SILENCES = "alerts.silences"
     # SMS to send (recording and transcription forwards), keyed by the forward id
     FORWARDS = "forwards"
     FORWARDS_DEAD_LETTER = "forwards.dead-letter"

@@ -25,7 +25,9 @@ WINDOW_ITEMS_SKIPPED = Counter(
 WINDOWS_PUBLISHED = Counter(
     "switchboard_process_windows_published_total", "Window records published", ["family"]
 )
-ALERTS = Counter("switchboard_process_alerts_total", "Alerts raised", ["type"])
+ALERTS = Counter(
+    "switchboard_process_alerts_total", "Alert notifications published", ["type", "state"]
+)
 # What the processors' memory is proportional to: read these next to the RSS.
 SID_STATES = Gauge(
     "switchboard_process_sid_states",

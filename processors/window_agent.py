@@ -3,11 +3,15 @@
 It reads `processors.transitions`, where each scope's increments arrive on the
 partition that its window state (a faust table keyed by family|scope) lives on.
 Per record and scope: apply the increments (skipping offsets applied before),
-evaluate the alert rules on the windows that changed, publish new alerts and wait
-for their acknowledgement, then write the state, in which the raised alert ids
-live. A replayed record therefore neither counts twice nor raises twice. The one
-gap, a crash between an alert's acknowledgement and the state write, is closed at
-start-up: the worker reads the recent alert ids off the alerts topic (`published`).
+judge the alert rules at the scope's latest event time (`processors.alerting`),
+publish the notifications due and wait for their acknowledgement, then write the
+state, in which what is firing lives. A replayed record therefore neither counts
+twice nor notifies twice. The one gap, a crash between an alert's acknowledgement
+and the state write, is closed at start-up: the worker reads the recent alert ids
+off the alerts topic (`published`). A scope that goes quiet while an alert fires is
+judged again on the ticks, at the wall clock, once no increment has arrived for a
+whole alert window, so its alert resolves. An alert that a silence covers is
+published marked `silenced`.
 
 Window figures are published on the tick records that every worker sends to its
 own partitions every `metrics_interval_s`: the state's `unpublished` buckets (and
@@ -18,6 +22,7 @@ the state is written, so figures survive a crash unpublished but never lost.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
@@ -27,6 +32,7 @@ import faust
 
 from contract.alerts import Alert
 from contract.settings import Settings
+from contract.silences import Silences
 from processors import metrics
 from processors.alerting import Rules, evaluate
 from processors.app import Topics
@@ -42,11 +48,17 @@ class WindowAgent:
     publishing, and a method per step (`register` hands them to faust)."""
 
     def __init__(
-        self, app: faust.App, topics: Topics, settings: Settings, published: set[str]
+        self,
+        app: faust.App,
+        topics: Topics,
+        settings: Settings,
+        published: set[str],
+        silences: Silences,
     ) -> None:
         self.app = app
         self.topics = topics
         self.published = published  # ids of alerts known to be on the alerts topic
+        self.silences = silences
         self.plan = WindowPlan.from_settings(settings)
         self.rules = Rules.from_settings(settings)
         self.partitions = settings.topic_partitions
@@ -59,6 +71,8 @@ class WindowAgent:
         )
         # key -> wall-clock time from which its windows want publishing (0: changed already)
         self.attention: dict[bytes, float] = {}
+        self.firing: set[bytes] = set()  # keys of scopes with an alert firing
+        self.quiet_after_s = max(self.rules.windows_s)
 
     async def consume(self, stream: faust.StreamT[bytes]) -> None:
         """The agent: ticks publish, every other record is applied scope by scope."""
@@ -77,6 +91,7 @@ class WindowAgent:
                 continue
             now = time.time()
             if batch.tick is not None:
+                await self.judge_quiet(event.message.partition, now)
                 await self.publish(event.message.partition, now)
                 continue
             for key, sources in batch.scopes.items():
@@ -97,24 +112,48 @@ class WindowAgent:
             )
         if not applied.advanced:
             return
-        for alert in evaluate(scope, windows, applied.changed, self.plan, self.rules, now):
+        await self.judge(key.encode(), scope, windows, windows.high, now)
+
+    async def judge(
+        self, key: bytes, scope: str, windows: ScopeWindows, at: float, now: float
+    ) -> None:
+        """The scope's notifications due at event time `at`, then its state."""
+        for alert in evaluate(scope, windows, self.plan, self.rules, at, now):
             await self.raise_alert(alert)
-        self.table[key.encode()] = windows.to_bytes()
-        self.watch(key.encode(), windows)
+        self.table[key] = windows.to_bytes()
+        self.watch(key, windows)
+
+    async def judge_quiet(self, partition: int, now: float) -> None:
+        """Scopes of the partition with an alert firing and no increment for a whole alert
+        window: judged at the wall clock, where their windows are empty."""
+        for key in list(self.firing):
+            if scope_partition(key.decode(), self.partitions) != partition:
+                continue
+            stored = self.table.get(key)
+            if stored is None:
+                self.firing.discard(key)
+                continue
+            windows = ScopeWindows.from_bytes(stored)
+            if now - windows.seen_at >= self.quiet_after_s:
+                await self.judge(key, split_key(key.decode())[1], windows, now, now)
 
     async def raise_alert(self, alert: Alert) -> None:
         """Published and acknowledged, unless a run before this one published it."""
+        if self.silences.covers(alert.type, alert.scope, alert.raised_at):
+            alert = dataclasses.replace(alert, silenced=True)
         if alert.alert_id in self.published:
             logger.info("alert %s is on the alerts topic already; not again", alert.alert_id)
             return
         sent = await self.topics.alerts.send(key=alert.alert_id.encode(), value=alert.to_bytes())
         await sent  # acknowledged before the state that records it is written
         self.published.add(alert.alert_id)
-        metrics.ALERTS.labels(alert.type.value).inc()
+        metrics.ALERTS.labels(alert.type.value, alert.state.value).inc()
         logger.warning(
-            "alert %s %s scope=%s window=%.0f+%ds count=%d value=%.2f threshold=%.2f",
+            "alert %s %s %s%s scope=%s window=%.0f+%ds count=%d value=%.2f threshold=%.2f",
             alert.alert_id,
             alert.type,
+            alert.state,
+            " (silenced)" if alert.silenced else "",
             alert.scope,
             alert.window_start,
             alert.window_end - alert.window_start,
@@ -169,7 +208,12 @@ class WindowAgent:
             )
 
     def watch(self, key: bytes, windows: ScopeWindows) -> None:
-        """Note when the scope's windows next want publishing, if ever."""
+        """Note when the scope's windows next want publishing, if ever, and whether an
+        alert of it fires."""
+        if windows.firing:
+            self.firing.add(key)
+        else:
+            self.firing.discard(key)
         due = windows.next_due(self.plan)
         when = 0.0 if windows.unpublished else due if due is not None else math.inf
         if when == math.inf:
@@ -180,6 +224,7 @@ class WindowAgent:
     async def rebuild_attention(self) -> None:
         """After a restart or rebalance: what the recovered states still owe publishing."""
         self.attention.clear()
+        self.firing.clear()
         for key, stored in self.table.items():
             self.watch(key, ScopeWindows.from_bytes(stored))
 
@@ -193,10 +238,10 @@ class WindowAgent:
 
 
 def register(
-    app: faust.App, topics: Topics, settings: Settings, published: set[str]
+    app: faust.App, topics: Topics, settings: Settings, published: set[str], silences: Silences
 ) -> WindowAgent:
     """The window agent on `app`: its agent, its table's recovery hook and its clock."""
-    agent = WindowAgent(app, topics, settings, published)
+    agent = WindowAgent(app, topics, settings, published, silences)
     app.agent(topics.transitions, name="windows", concurrency=1)(agent.consume)
     agent.table.on_recover(agent.rebuild_attention)
     app.timer(settings.metrics_interval_s, name="window-ticks")(agent.tick)

@@ -95,10 +95,16 @@ class ScopeWindows:
     buckets: dict[int, list[float]] = field(default_factory=dict)
     offsets: dict[str, int] = field(default_factory=dict)  # "sms/0" -> highest offset applied
     high: float = 0.0  # the latest event time applied, capped at the wall clock
+    seen_at: float = 0.0  # wall-clock time increments were last applied
     unpublished: set[int] = field(default_factory=set)  # buckets changed since last published
     due_published: float = 0.0  # unconfirmed counts are published up to this wall-clock time
-    raised: dict[str, tuple[str, int, float, float]] = field(default_factory=dict)
-    # alert_id -> (type, window_s, window_start, window_end), kept until the window expires
+    # alerts firing now: fingerprint -> [window start its episode began at, event time, repeats]
+    firing: dict[str, list[float]] = field(default_factory=dict)
+    # the seed's count-and-reset rule: failed calls ever counted, alerts made of them, and
+    # the event time the count since the last alert began
+    failed_calls: float = 0.0
+    count_alerts: int = 0
+    count_since: float = 0.0
 
     def apply(self, sources: dict[str, list[Entry]], plan: WindowPlan, now: float) -> Applied:
         index = _INDEX[self.family]
@@ -125,10 +131,15 @@ class ScopeWindows:
                     row = self.buckets[bucket] = [0] * width
                 for name, delta in deltas.items():
                     row[index[name]] += delta * fresh
+                failed = deltas.get(CallCounts.FAILED) if self.family is Family.CALLS else None
+                if failed:
+                    self.failed_calls += failed * fresh
+                    self.count_since = self.count_since or float(bucket)
                 changed.add(bucket)
             if highest > done:
                 self.offsets[source] = highest
                 advanced = True
+                self.seen_at = now
         self.unpublished |= changed
         self.expire(plan)
         return Applied(changed, advanced, duplicates, late)
@@ -138,8 +149,6 @@ class ScopeWindows:
         for bucket in [b for b in self.buckets if b + plan.bucket_s <= horizon]:
             del self.buckets[bucket]
         self.unpublished = {b for b in self.unpublished if b in self.buckets}
-        for alert_id in [a for a, (_, _, _, end) in self.raised.items() if end <= horizon]:
-            del self.raised[alert_id]
 
     def figures(
         self, spec: WindowSpec, starts: list[int], plan: WindowPlan, now: float | None = None
@@ -206,9 +215,13 @@ class ScopeWindows:
                 "buckets": self.buckets,
                 "offsets": self.offsets,
                 "high": self.high,
+                "seen_at": self.seen_at,
                 "unpublished": sorted(self.unpublished),
                 "due_published": self.due_published,
-                "raised": self.raised,
+                "firing": self.firing,
+                "failed_calls": self.failed_calls,
+                "count_alerts": self.count_alerts,
+                "count_since": self.count_since,
             },
             option=orjson.OPT_NON_STR_KEYS,
         )
@@ -221,9 +234,14 @@ class ScopeWindows:
             buckets={int(b): row for b, row in data["buckets"].items()},
             offsets=data["offsets"],
             high=data["high"],
+            seen_at=data.get("seen_at", 0.0),
             unpublished=set(data["unpublished"]),
             due_published=data["due_published"],
-            raised={k: tuple(v) for k, v in data["raised"].items()},
+            # states written before the lifecycle have none of these
+            firing=data.get("firing", {}),
+            failed_calls=data.get("failed_calls", 0.0),
+            count_alerts=data.get("count_alerts", 0),
+            count_since=data.get("count_since", 0.0),
         )
 
 

@@ -14,11 +14,13 @@ from prometheus_client import start_http_server
 
 from contract.kafka import ensure_topics, wait_for_kafka
 from contract.settings import Settings
+from contract.silences import Silences
 from processors import window_agent
 from processors.app import create_app
 from processors.forwarding import check_templates
 from processors.intake import intake_consumer
 from processors.replay import published_alert_ids
+from processors.silences import follow, load
 from runtime.consumer import ConsumerRuntime
 
 logger = logging.getLogger(__name__)
@@ -26,9 +28,17 @@ logger = logging.getLogger(__name__)
 STOP_GRACE_S = 25.0  # from SIGTERM to exit; `switchboard run` waits 30 s before SIGKILL
 
 
-def build(settings: Settings, published: set[str] | None = None) -> faust.App:
+def build(
+    settings: Settings, published: set[str] | None = None, silences: Silences | None = None
+) -> faust.App:
     app, topics = create_app(settings)
-    window_agent.register(app, topics, settings, published if published is not None else set())
+    window_agent.register(
+        app,
+        topics,
+        settings,
+        published if published is not None else set(),
+        silences if silences is not None else Silences(),
+    )
     return app
 
 
@@ -41,8 +51,12 @@ def run(settings: Settings, metrics_port: int | None = None) -> None:
     if metrics_port:
         start_http_server(metrics_port, addr="127.0.0.1")
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
+    silences = load(settings)
+    follow(settings, silences)
     app = build(
-        settings, published_alert_ids(settings, since=time.time() - settings.window_expires_s)
+        settings,
+        published_alert_ids(settings, since=time.time() - settings.window_expires_s),
+        silences,
     )
     intake = intake_consumer(settings)
     failed = threading.Event()

@@ -49,6 +49,7 @@ DASHBOARD_PANELS = (
     "mos",
     "calls",
     "alerts",
+    "firing",
     "failure-windows",
 )
 SNAPSHOT_S = 1.0  # how long one computation of the panels serves every viewer

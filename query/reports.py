@@ -231,11 +231,36 @@ _SCOPE = f"""
 """
 
 ALERTS = f"""
-    SELECT raised_at, type, scope, window_start, window_end, count, threshold, value, alert_id
+    SELECT raised_at, state, type, scope, value, threshold, count, window_start, window_end,
+           started_at, repeat, silenced, fingerprint, alert_id
     FROM {{db}}.alerts FINAL
     WHERE raised_at >= {{since:DateTime64(3, 'UTC')}} AND raised_at < {{until:DateTime64(3, 'UTC')}}
       AND {_SCOPE}
     ORDER BY raised_at DESC, alert_id
+    LIMIT {{limit:UInt32}}
+"""
+
+# Alerts whose latest notification is a `firing` one (window rules: a count rule's alert
+# is one notification and never fires on), and for how long, whatever the time filters.
+FIRING = f"""
+    SELECT type, scope, since AS started_at,
+           dateDiff('second', since, now64(3)) AS firing_for_s,
+           latest_value AS value, latest_threshold AS threshold,
+           latest_silenced AS silenced, last_notified, fingerprint
+    FROM (
+        SELECT fingerprint, type, scope,
+               argMax(state, (raised_at, repeat)) AS latest_state,
+               argMax(started_at, (raised_at, repeat)) AS since,
+               argMax(value, (raised_at, repeat)) AS latest_value,
+               argMax(threshold, (raised_at, repeat)) AS latest_threshold,
+               argMax(silenced, (raised_at, repeat)) AS latest_silenced,
+               max(raised_at) AS last_notified
+        FROM {{db}}.alerts FINAL
+        WHERE rule = 'window' AND {_SCOPE}
+        GROUP BY fingerprint, type, scope
+    )
+    WHERE latest_state = 'firing'
+    ORDER BY started_at, fingerprint
     LIMIT {{limit:UInt32}}
 """
 
@@ -297,6 +322,7 @@ REPORTS: dict[str, str] = {
     "summary": SUMMARY,
     "delivery-rate": DELIVERY_RATE,
     "alerts": ALERTS,
+    "firing": FIRING,
     "failure-windows": FAILURE_WINDOWS,
 }
 
@@ -307,7 +333,8 @@ DESCRIPTIONS: dict[str, str] = {
     "mos": "MOS over time: calls, average, min, max, calls below the floor",
     "summary": "one row: the status funnel, delivery rate, calls, minutes, MOS, alerts",
     "delivery-rate": "delivery rate over time per campaign",
-    "alerts": "the latest alerts",
+    "alerts": "the latest alert notifications: firing, repeated, resolved, silenced",
+    "firing": "the alerts firing now, since when and for how long",
     "failure-windows": "the processors' windows that saw failures",
 }
 

@@ -1,6 +1,11 @@
-"""Alert dispatch, as in the seed's call tracker: each alert on `alerts` becomes a CSV
-report of the failures in its window, written to the exports directory with the
-alert's id in the file name, and one SMS to SWITCHBOARD_ALERT_TO.
+"""Alert dispatch, as in the seed's call tracker: each firing alert on `alerts` becomes
+a CSV report of the failures in its window, written to the exports directory with the
+alert's id in the file name, and one SMS to SWITCHBOARD_ALERT_TO (a resolved one, an
+SMS of `alert_resolved_template`). The webhook and Slack channels are consumers of
+their own (`alert_channel_consumer`), so a receiver that is down delays only its
+channel. Each channel sends each notification once: by its `forward_id` (the
+alert_id, plus the channel's suffix), recorded in `forwards` like any SMS. A
+silenced notification is sent to no channel.
 
 The SMS goes through the forwards dispatcher with the alert_id as its forward_id, so a
 re-delivered or replayed alert sends nothing twice; the report is written once per id.
@@ -14,19 +19,21 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
 import orjson
 from confluent_kafka import Message, Producer
 from prometheus_client import Counter
 
-from contract.alerts import Alert
+from contract.alerts import Alert, AlertState
 from contract.forwards import ForwardKind, ForwardRequest
 from contract.kafka import sink_consumer_config
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
 from runtime.consumer import ConsumerRuntime
 from runtime.strategies import Wait, describe, per_record
+from sinks import webhooks
 from sinks.clickhouse.failures import ALERT_REPORTS, in_window, write_csv
 from sinks.clickhouse.store import Store
 from sinks.signalwire.dispatch import Dispatcher
@@ -58,19 +65,18 @@ class AlertDispatch:
             )
 
     def handle(self, msg: Message, wait: Wait) -> bool:
-        try:
-            alert = Alert.from_bytes(msg.value() or b"")
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            logger.error(
-                "skipping unreadable alert %s at %s: %s",
-                (msg.key() or b"-").decode(errors="replace"),
-                describe(msg),
-                exc,
-            )
+        alert = read_alert(msg)
+        if alert is None:
             return True
-        path = self.write_report(alert, wait)
-        if path is None:
-            return False
+        report = ""
+        if alert.state is AlertState.FIRING:
+            path = self.write_report(alert, wait)
+            if path is None:
+                return False
+            report = path.name
+        if alert.silenced:
+            logger.info("alert %s is silenced: no SMS", alert.alert_id)
+            return True
         if not (self.settings.alert_to and self.settings.forward_from):
             return True
         request = ForwardRequest(
@@ -78,16 +84,7 @@ class AlertDispatch:
             kind=ForwardKind.ALERT,
             to=self.settings.alert_to,
             from_=self.settings.forward_from,
-            body=self.settings.alert_template.format(
-                type=alert.type.value,
-                scope=alert.scope,
-                value=alert.value,
-                threshold=alert.threshold,
-                count=alert.count,
-                window_start=_utc(alert.window_start),
-                window_end=_utc(alert.window_end),
-                report=path.name,
-            ),
+            body=text(self.settings, alert, report),
             call_sid=None,
             requested_at=alert.raised_at,
         )
@@ -133,6 +130,101 @@ class AlertDispatch:
             alert.count,
         )
         return path
+
+
+def text(settings: Settings, alert: Alert, report: str = "") -> str:
+    """The notification's words: SMS and Slack."""
+    template = (
+        settings.alert_template
+        if alert.state is AlertState.FIRING
+        else settings.alert_resolved_template
+    )
+    return template.format(
+        type=alert.type.value,
+        scope=alert.scope,
+        value=alert.value,
+        threshold=alert.threshold,
+        count=alert.count,
+        window_start=_utc(alert.window_start),
+        window_end=_utc(alert.window_end),
+        report=report or "-",
+    )
+
+
+def read_alert(msg: Message) -> Alert | None:
+    try:
+        return Alert.from_bytes(msg.value() or b"")
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        logger.error(
+            "skipping unreadable alert %s at %s: %s",
+            (msg.key() or b"-").decode(errors="replace"),
+            describe(msg),
+            exc,
+        )
+        return None
+
+
+class Channel(StrEnum):
+    WEBHOOK = "webhook"
+    SLACK = "slack"
+
+
+class ChannelDispatch:
+    """One HTTP channel: each notification POSTed once, recorded in `forwards`."""
+
+    def __init__(
+        self, settings: Settings, store: Store, producer: Producer, channel: Channel
+    ) -> None:
+        self.settings = settings
+        self.channel = channel
+        self.dispatcher = Dispatcher(settings, store, producer)
+
+    def handle(self, msg: Message, wait: Wait) -> bool:
+        alert = read_alert(msg)
+        if alert is None or alert.silenced:
+            return True
+        s = self.settings
+        if self.channel is Channel.WEBHOOK:
+            assert s.alert_webhook_url is not None  # the consumer runs only when it is set
+            url, to = s.alert_webhook_url, s.alert_webhook_url
+            secret = s.alert_webhook_secret.get_secret_value() if s.alert_webhook_secret else None
+            body = alert.to_bytes()
+            kind = ForwardKind.ALERT_WEBHOOK
+        else:
+            assert s.alert_slack_url is not None
+            url, to, secret = s.alert_slack_url.get_secret_value(), "slack", None  # a secret URL
+            body = orjson.dumps({"text": text(s, alert)})
+            kind = ForwardKind.ALERT_SLACK
+        request = ForwardRequest(
+            forward_id=f"{alert.alert_id}-{self.channel.value}",
+            kind=kind,
+            to=to,
+            from_="switchboard",
+            body=body.decode(),
+            call_sid=None,
+            requested_at=alert.raised_at,
+        )
+        sent = self.dispatcher.dispatch(
+            request,
+            wait,
+            send=lambda: webhooks.post(url, body, msg_id=alert.alert_id, secret=secret),
+        )
+        return sent is not None
+
+
+def alert_channel_consumer(
+    settings: Settings, store: Store, producer: Producer, channel: Channel, *, group: str
+) -> ConsumerRuntime:
+    dispatch = ChannelDispatch(settings, store, producer, channel)
+    return per_record(
+        settings,
+        name=f"alert-{channel.value}",
+        group=group,
+        topic=topic_name(Topic.ALERTS, settings.topic_prefix),
+        handler=dispatch.handle,
+        dead_letter=dispatch.dispatcher.dead_letter_record,
+        config=sink_consumer_config(settings),
+    )
 
 
 def alert_dispatch_consumer(

@@ -26,7 +26,7 @@ from query.api import create_api
 from query.auth import resolve_token, token_file
 from query.reports import Filters
 from runtime.consumer import ConsumerRuntime
-from sinks.alerts import alert_dispatch_consumer
+from sinks.alerts import Channel, alert_channel_consumer, alert_dispatch_consumer
 from sinks.clickhouse.rows import event_row, record_row
 from sinks.clickhouse.schema import migrate
 from sinks.clickhouse.store import Store
@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 def workers(settings: Settings, store: Store, producer: Producer) -> list[ConsumerRuntime]:
     """Every consumer of the sink process, each on its own thread and consumer group,
     all sharing the one Store: the ClickHouse writers, failure enrichment, the SMS
-    forwards and the alert dispatch."""
+    forwards, the alert dispatch and the alert's webhook and Slack channels when set."""
     group = f"{settings.topic_prefix}switchboard-sink"
 
     def writer(
@@ -60,7 +60,17 @@ def workers(settings: Settings, store: Store, producer: Producer) -> list[Consum
             close_early=not figures,
         )
 
-    return [
+    channels = [
+        alert_channel_consumer(
+            settings, store, producer, channel, group=f"{group}-alert-{channel.value}"
+        )
+        for channel, wanted in (
+            (Channel.WEBHOOK, settings.alert_webhook_url),
+            (Channel.SLACK, settings.alert_slack_url),
+        )
+        if wanted
+    ]
+    return channels + [
         writer("events", Topic.EVENTS, event_row),
         writer(
             "delivery-windows",

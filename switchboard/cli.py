@@ -6,7 +6,7 @@ import csv
 import os
 import sys
 from contextlib import nullcontext
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from contract.alerts import AlertType
 from contract.errors import SwitchboardError
 from contract.settings import Settings, load_settings
 from query.reports import DESCRIPTIONS as REPORT_DESCRIPTIONS
@@ -105,6 +106,7 @@ class Format(StrEnum):
 
 
 ReportName = StrEnum("ReportName", {name: name for name in REPORTS})  # type: ignore[misc]
+AlertTypeName = StrEnum("AlertTypeName", {t.value: t.value for t in AlertType})  # type: ignore[misc]
 _TIMES = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%z"]
 Since = Annotated[
     datetime | None,
@@ -263,6 +265,76 @@ def tail() -> None:
     from switchboard.tail import run_tail
 
     run_tail(_settings(), Console())
+
+
+@app.command()
+def silence(
+    scope: Annotated[
+        str, typer.Argument(help="what to silence: campaign:NAME, number:+1555..., account:AC...")
+    ],
+    for_: Annotated[str, typer.Option("--for", help="how long: 2h, 30m, 1h30m, 1d")] = "2h",
+    type_: Annotated[
+        AlertTypeName | None, typer.Option("--type", help="only this alert type (default: all)")
+    ] = None,
+    comment: Annotated[str, typer.Option(help="why, for the next person")] = "",
+) -> None:
+    """Silence a scope's alerts for a while: they still go to the alerts topic and
+    ClickHouse, marked silenced, but no SMS, webhook or Slack message is sent."""
+    import time
+
+    from contract.alerts import AlertType
+    from contract.silences import Silence
+    from switchboard import silences
+
+    settings = _settings()
+    made = Silence.new(
+        scope,
+        silences.duration_s(for_),
+        time.time(),
+        AlertType(type_.value) if type_ else None,
+        comment,
+    )
+    silences.add(settings, made)
+    console.print(f"{made.silence_id}: {scope} silenced until {_utc(made.ends_at)} UTC")
+
+
+@app.command("silences")
+def list_silences(
+    output: Annotated[Format, typer.Option("--format", help="table, csv or json")] = Format.table,
+) -> None:
+    """List the silences in force or still to come."""
+    import time
+
+    from switchboard import silences
+    from switchboard.output import render
+
+    rows = [
+        {
+            "silence_id": s.silence_id,
+            "scope": s.scope,
+            "type": s.type.value if s.type else "all",
+            "from": _utc(s.starts_at),
+            "until": _utc(s.ends_at),
+            "comment": s.comment,
+        }
+        for s in silences.active(_settings(), time.time())
+    ]
+    render(rows, output.value, title="silences")
+
+
+@app.command()
+def unsilence(silence_id: Annotated[str, typer.Argument(help="the id `silences` lists")]) -> None:
+    """Remove a silence: the scope's alerts notify again from now on."""
+    from switchboard import silences
+
+    if not silences.remove(_settings(), silence_id):
+        console.print(f"no silence {silence_id}")
+        raise typer.Exit(1)
+    console.print(f"{silence_id} removed")
+
+
+def _utc(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @broker_app.command("start")

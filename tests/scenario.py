@@ -30,7 +30,14 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from contract.alerts import Alert, AlertType, ScopeType, make_alert_id, scope_key
+from contract.alerts import (
+    Alert,
+    AlertType,
+    ScopeType,
+    fingerprint,
+    make_alert_id,
+    scope_key,
+)
 from contract.events import Event
 from contract.kinds import CallbackKind
 from sinks.clickhouse.rows import event_row, json_rows
@@ -155,8 +162,8 @@ def events(base: float) -> list[Event]:
 def alerts(base: float) -> list[Alert]:
     def alert(type_: AlertType, scope: str, at: float, count: int, threshold: float, value: float):
         return Alert(
-            make_alert_id(type_, scope, base, 60), type_, scope, base, base + 60, count,
-            threshold, value, at,
+            make_alert_id(fingerprint(type_, scope, "60s"), base), type_, scope, base, base + 60,
+            count, threshold, value, at,
         )  # fmt: skip
 
     return [

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from contract.alerts import Alert, AlertType, make_alert_id
+from contract.alerts import Alert, AlertType, fingerprint, make_alert_id
 from contract.kafka import producer_config
 from contract.kinds import CallbackKind
 from contract.settings import Settings
@@ -97,7 +97,7 @@ def test_sms_failure_alert_is_one_sms_and_one_csv_of_its_window(
 
     scope = "campaign:spring"
     alert = Alert(
-        make_alert_id(AlertType.SMS_FAILURES, scope, T0, 900),
+        make_alert_id(fingerprint(AlertType.SMS_FAILURES, scope, "900s"), T0),
         AlertType.SMS_FAILURES,
         scope,
         T0,
@@ -167,7 +167,7 @@ def test_call_failure_alert_waits_for_the_writer_and_lists_the_failed_calls(
     ]
     scope = f"number:{NUMBER}"
     alert = Alert(
-        make_alert_id(AlertType.CALL_FAILURES, scope, T0, 900),
+        make_alert_id(fingerprint(AlertType.CALL_FAILURES, scope, "900s"), T0),
         AlertType.CALL_FAILURES,
         scope,
         T0,
@@ -225,7 +225,7 @@ def test_low_mos_alert_without_alert_to_is_a_csv_of_the_calls_and_no_sms(
     produce(quiet, Topic.EVENTS, records(calls))
     scope = f"number:{NUMBER}"
     alert = Alert(
-        make_alert_id(AlertType.LOW_MOS, scope, T0, 900),
+        make_alert_id(fingerprint(AlertType.LOW_MOS, scope, "900s"), T0),
         AlertType.LOW_MOS,
         scope,
         T0,

@@ -11,7 +11,14 @@ from typing import Any
 import httpx2
 import pytest
 
-from contract.alerts import Alert, AlertType, ScopeType, make_alert_id, scope_key
+from contract.alerts import (
+    Alert,
+    AlertType,
+    ScopeType,
+    fingerprint,
+    make_alert_id,
+    scope_key,
+)
 from query.api import create_api
 from sinks.clickhouse.store import Store
 from switchboard.broker import free_port
@@ -128,7 +135,7 @@ def test_dashboard_shows_the_campaign_live_in_chromium(
         )
         scope = scope_key(ScopeType.CAMPAIGN, "fall-promo")
         fired = Alert(
-            make_alert_id(AlertType.SMS_FAILURE_RATE, scope, base, 60),
+            make_alert_id(fingerprint(AlertType.SMS_FAILURE_RATE, scope, "60s"), base),
             AlertType.SMS_FAILURE_RATE, scope, base, base + 60, 2, 20.0, 66.7, time.time(),
         )  # fmt: skip
         scenario.insert_alerts(store, [fired])
@@ -184,5 +191,6 @@ def test_dashboard_data_is_shared_between_viewers_per_filter(api: str) -> None:
     assert fall["panels"]["summary"][0]["messages"] == 3
     assert again["generated_at"] == everything["generated_at"]  # one computation, two viewers
     assert set(everything["panels"]) == {
-        "summary", "delivery-rate", "failures", "mos", "calls", "alerts", "failure-windows",
+        "summary", "delivery-rate", "failures", "mos", "calls", "alerts", "firing",
+        "failure-windows",
     }  # fmt: skip

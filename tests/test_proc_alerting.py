@@ -1,4 +1,5 @@
-"""Alert rules: thresholds, rates over a minimum volume, low MOS, once per window, cool-down."""
+"""Alert rules: thresholds, rates over a minimum volume, low MOS; firing, repeats and
+resolving with hysteresis; the seed's count-and-reset rule."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ from typing import Any
 
 import pytest
 
-from contract.alerts import AlertType, make_alert_id
+from contract.alerts import Alert, AlertRule, AlertState, AlertType, fingerprint, make_alert_id
 from contract.errors import ConfigurationError
 from contract.settings import Settings
 from processors.alerting import Rules, crossings, evaluate
 from processors.state import Family
 from processors.windows import ScopeWindows, WindowPlan
+from tests.callbacks import ACCOUNT
 from tests.test_proc_windows import feed
 
 B = 1_800_000_000
@@ -24,7 +26,7 @@ def settings(**overrides: Any) -> Settings:
         "failure_rate_pct": 30.0,
         "failure_rate_min_volume": 20,
         "mos_min_calls": 3,
-        "alert_cooldown_s": 900,
+        "alert_repeat_s": 0,
         "alert_windows_s": (900,),
     }
     return Settings(_env_file=None, **(base | overrides))  # type: ignore[call-arg]
@@ -85,44 +87,128 @@ def test_low_mos_needs_the_minimum_calls(rules: Rules) -> None:
     assert crossings(Family.CALLS, fine, rules) == []
 
 
-def test_one_burst_raises_once_across_its_hopping_windows(plan: WindowPlan, rules: Rules) -> None:
-    w = ScopeWindows(Family.DELIVERY)
-    changed = feed(w, [(i, B + 10, {"failed": 1}) for i in range(12)], plan, B).changed
-    [alert] = evaluate("campaign:x", w, changed, plan, rules, now=B + 30)
-    # of the 15 windows of 15 minutes holding the burst, the earliest raises
-    assert (alert.type, alert.window_start, alert.window_end) == (
-        AlertType.SMS_FAILURES,
-        B - 840,
-        B + 60,
-    )
-    assert alert.alert_id == make_alert_id(AlertType.SMS_FAILURES, "campaign:x", B - 840, 900)
-    assert alert.count == 12 and alert.raised_at == B + 30
-    # more failures in the same windows raise nothing new
-    more = feed(w, [(20, B + 20, {"failed": 1})], plan, B).changed
-    assert evaluate("campaign:x", w, more, plan, rules, now=B + 40) == []
+def _judge(w: ScopeWindows, plan: WindowPlan, rules: Rules, at: float) -> list[Alert]:
+    return evaluate("campaign:x", w, plan, rules, at=at, now=at + 1)
 
 
-def test_cool_down_then_a_new_window_raises(plan: WindowPlan) -> None:
-    rules = Rules.from_settings(settings(failure_rate_min_volume=1000))
+def test_a_burst_fires_once_then_resolves_when_its_windows_are_clear(
+    plan: WindowPlan, rules: Rules
+) -> None:
     w = ScopeWindows(Family.DELIVERY)
-    first = feed(w, [(i, B, {"failed": 1}) for i in range(10)], plan, B).changed
-    assert len(evaluate("a", w, first, plan, rules, now=B)) == 1
-    # 10 minutes later: every window holding it starts within 15 minutes of the first's end
-    t = B + 600
-    soon = feed(w, [(100 + i, t, {"failed": 1}) for i in range(10)], plan, t).changed
-    assert evaluate("a", w, soon, plan, rules, now=t) == []
-    # 40 minutes later the windows are clear of the cool-down
-    t = B + 2400
-    later = feed(w, [(200 + i, t, {"failed": 1}) for i in range(10)], plan, t).changed
-    [alert] = evaluate("a", w, later, plan, rules, now=t)
-    assert alert.window_start == B + 2400 - 840
+    feed(w, [(i, B + 10, {"failed": 1}) for i in range(12)], plan, B + 10)
+    [fired] = _judge(w, plan, rules, B + 10)
+    # the latest 15-minute window (hop 1 minute) holding the burst's minute
+    fp = fingerprint(AlertType.SMS_FAILURES, "campaign:x", "900s")
+    assert (fired.type, fired.state, fired.fingerprint) == (AlertType.SMS_FAILURES, "firing", fp)
+    assert (fired.window_start, fired.window_end, fired.count) == (B - 840, B + 60, 12)
+    assert fired.alert_id == make_alert_id(fp, B - 840, AlertState.FIRING)
+    assert fired.started_at == B + 10 and fired.raised_at == B + 11
+    # more failures while firing notify nothing
+    feed(w, [(20, B + 20, {"failed": 1})], plan, B + 20)
+    assert _judge(w, plan, rules, B + 20) == []
+    # 14 minutes on, the burst is still in the current window: still firing
+    feed(w, [(21, B + 840, {"delivered": 1})], plan, B + 840)
+    assert _judge(w, plan, rules, B + 840) == []
+    # once the burst has left both the current and the last complete window, resolved
+    t = B + 60 + 900 + 60
+    feed(w, [(22, t, {"delivered": 1})], plan, t)
+    [resolved] = _judge(w, plan, rules, t)
+    assert (resolved.state, resolved.fingerprint, resolved.count) == ("resolved", fp, 0)
+    assert resolved.alert_id == make_alert_id(fp, B - 840, AlertState.RESOLVED)
+    assert resolved.started_at == fired.started_at and w.firing == {}
+
+
+def test_a_rate_hovering_at_the_threshold_does_not_flap(plan: WindowPlan, rules: Rules) -> None:
+    """10 failures in 15 minutes fire; the figure then moves between 9 and 11 for two
+    hours (under the line again and again), and stays above the 8 of the 20% margin."""
+    w = ScopeWindows(Family.DELIVERY)
+    pattern = [1, 1, 0, 1, 1, 0, 1, 0, 1, 1, 0, 1] * 10  # 15-minute windows hold 9 to 11
+    offset = 0
+    notes: list[Alert] = []
+    for minute, n in enumerate(pattern):
+        at = B + 60 * minute + 30
+        if n:
+            feed(w, [(offset + k, at, {"failed": 1}) for k in range(n)], plan, at)
+            offset += n
+        notes += _judge(w, plan, rules, at)
+    states = [a.state for a in notes]
+    assert states == [AlertState.FIRING]
+    # stop failing: it resolves, once
+    t = B + 60 * len(pattern) + 1000
+    feed(w, [(offset, t, {"delivered": 1})], plan, t)
+    assert [a.state for a in _judge(w, plan, rules, t)] == [AlertState.RESOLVED]
+
+
+def test_a_long_firing_alert_repeats_at_the_interval(plan: WindowPlan) -> None:
+    rules = Rules.from_settings(settings(alert_repeat_s=3600))
+    w = ScopeWindows(Family.DELIVERY)
+    notes: list[Alert] = []
+    for minute in range(150):  # two and a half hours of 2 failures a minute
+        at = B + 60 * minute + 30
+        feed(w, [(minute, at, {"failed": 2})], plan, at)
+        notes += [a for a in _judge(w, plan, rules, at) if a.type is AlertType.SMS_FAILURES]
+    assert [(a.state, a.repeat) for a in notes] == [("firing", 0), ("firing", 1), ("firing", 2)]
+    assert len({a.alert_id for a in notes}) == 3
+    assert notes[1].started_at == notes[0].started_at
+    assert notes[1].raised_at - notes[0].raised_at == 3600
+
+
+def test_the_alert_id_of_a_replayed_episode_is_the_same(plan: WindowPlan, rules: Rules) -> None:
+    def run() -> list[str]:
+        w = ScopeWindows(Family.DELIVERY)
+        feed(w, [(i, B + 10, {"failed": 1}) for i in range(12)], plan, B + 10)
+        first = _judge(w, plan, rules, B + 10)
+        t = B + 2000
+        feed(w, [(50, t, {"delivered": 1})], plan, t)
+        return [a.alert_id for a in first + _judge(w, plan, rules, t)]
+
+    assert run() == run() and len(run()) == 2
+
+
+def test_low_mos_resolves_above_the_floor_plus_the_margin(plan: WindowPlan, rules: Rules) -> None:
+    w = ScopeWindows(Family.CALLS)
+    feed(w, [(i, B + 5, {"calls": 1, "mos_count": 1, "mos_sum": 3.0}) for i in range(3)], plan, B)
+    [fired] = _judge(w, plan, rules, B + 5)
+    assert (fired.type, fired.value) == (AlertType.LOW_MOS, 3.0)
+    # 3.6 is over the floor (3.5) but within the margin (0.2): still firing
+    t = B + 1100
+    feed(w, [(10 + i, t, {"calls": 1, "mos_count": 1, "mos_sum": 3.6}) for i in range(3)], plan, t)
+    assert _judge(w, plan, rules, t) == []
+    t = B + 3000
+    feed(w, [(20 + i, t, {"calls": 1, "mos_count": 1, "mos_sum": 4.2}) for i in range(3)], plan, t)
+    [resolved] = _judge(w, plan, rules, t)
+    assert resolved.state is AlertState.RESOLVED
+
+
+def test_every_n_failed_calls_counts_sends_and_resets(plan: WindowPlan) -> None:
+    """The seed's tracker: 250 failed calls over four hours are two alerts (at 100 and
+    200), though no window ever holds 100 of them."""
+    rules = Rules.from_settings(settings(alert_every_failed_calls=100, call_failure_threshold=1000))
+    w = ScopeWindows(Family.CALLS)
+    notes: list[Alert] = []
+    for i in range(250):
+        at = B + i * 60.0
+        feed(w, [(i, at, {"calls": 1, "failed": 1})], plan, at)
+        notes += evaluate(f"account:{ACCOUNT}", w, plan, rules, at=at, now=at)
+    counted = [a for a in notes if a.rule is AlertRule.COUNT]
+    assert [(a.type, a.count, a.window_end) for a in counted] == [
+        (AlertType.FAILED_CALLS_COUNT, 100, B + 99 * 60.0),
+        (AlertType.FAILED_CALLS_COUNT, 100, B + 199 * 60.0),
+    ]
+    assert counted[1].window_start == counted[0].window_end
+    # other scopes of the same calls do not count
+    other = ScopeWindows(Family.CALLS)
+    feed(other, [(i, B, {"calls": 1, "failed": 1}) for i in range(150)], plan, B)
+    assert not [
+        a for a in evaluate("campaign:x", other, plan, rules, B, B) if a.rule is AlertRule.COUNT
+    ]
 
 
 def test_only_the_configured_window_sizes_alert(plan: WindowPlan) -> None:
     rules = Rules.from_settings(settings(alert_windows_s=(60, 3600)))
     w = ScopeWindows(Family.DELIVERY)
-    changed = feed(w, [(i, B, {"failed": 1}) for i in range(10)], plan, B).changed
-    sizes = sorted(a.window_end - a.window_start for a in evaluate("a", w, changed, plan, rules, B))
+    feed(w, [(i, B, {"failed": 1}) for i in range(10)], plan, B)
+    sizes = sorted(a.window_end - a.window_start for a in _judge(w, plan, rules, B))
     assert sizes == [60, 3600]
 
 

@@ -128,7 +128,7 @@ def test_identical_increments_travel_as_one_entry(plan: WindowPlan) -> None:
 def test_serialization_round_trip(plan: WindowPlan) -> None:
     w = ScopeWindows(Family.CALLS)
     feed(w, [(1, B + 5, {"calls": 1, "completed": 1, "mos_sum": 4.5})], plan, B + 9)
-    w.raised["AL1"] = ("low_mos", 900, float(B), float(B + 900))
+    w.firing["low_mos/account:x/900s"] = [float(B), B + 5.0, 0]
     again = ScopeWindows.from_bytes(w.to_bytes())
     assert again == w
 

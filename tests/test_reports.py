@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from contract.alerts import Alert, AlertState, AlertType, fingerprint, make_alert_id
 from query.reports import REPORTS, Filters, run_report
 from sinks.clickhouse.failures import FAILED_MESSAGES, in_window, window_query
 from sinks.clickhouse.store import Store
@@ -203,4 +205,37 @@ def test_an_alert_report_reads_only_what_was_received_since_its_window(store: St
     estimate = store.query(f"EXPLAIN ESTIMATE {sql}", params)
     assert [(table, rows) for _, table, _, rows, _ in estimate if table == "sms_events"] == [
         ("sms_events", len(recent))
+    ]
+
+
+def test_firing_shows_what_fires_now_and_for_how_long(store: Store) -> None:
+    """Of two alerts that fired, the one resolved since is gone; the other shows its
+    latest notification (a repeat) and how long it has been firing."""
+    now = time.time()
+
+    def note(scope: str, state: AlertState, at: float, repeat: int = 0) -> Alert:
+        fp = fingerprint(AlertType.CALL_FAILURES, scope, "900s")
+        return Alert(
+            make_alert_id(fp, now - 7200, state, repeat), AlertType.CALL_FAILURES, scope,
+            at - 900, at, 120, 100, 120 + repeat, at, fp, state, now - 7200, repeat,
+        )  # fmt: skip
+
+    scenario.insert_alerts(
+        store,
+        [
+            note("campaign:over", AlertState.FIRING, now - 7000),
+            note("campaign:over", AlertState.RESOLVED, now - 3000),
+            note("campaign:on", AlertState.FIRING, now - 7000),
+            note("campaign:on", AlertState.FIRING, now - 3400, repeat=1),
+        ],
+    )
+    [firing] = run_report(store, "firing", Filters())
+    assert (firing["scope"], firing["value"], firing["silenced"]) == ("campaign:on", 121, False)
+    assert 7199 <= firing["firing_for_s"] <= 7200 + 60
+    states = [(a["scope"], a["state"]) for a in run_report(store, "alerts", Filters())]
+    assert sorted(states) == [
+        ("campaign:on", "firing"),
+        ("campaign:on", "firing"),
+        ("campaign:over", "firing"),
+        ("campaign:over", "resolved"),
     ]

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from contract.alerts import Alert, AlertType, make_alert_id
+from contract.alerts import Alert, AlertState, AlertType, fingerprint, make_alert_id
 from contract.settings import Settings
 from contract.topics import Topic
 from contract.windows import CallWindow, DeliveryWindow
@@ -182,7 +182,9 @@ def test_window_figures_and_alerts_keep_their_latest_version_once(
         _calls(number, T0, [4.0, 3.0, 2.0], T0 + 59),
         _calls(number, T0, [4.0, 3.0], T0 + 30),
     ]
-    alert_id = make_alert_id(AlertType.SMS_FAILURES, spring, T0, 900)
+    alert_id = make_alert_id(
+        fingerprint(AlertType.SMS_FAILURES, spring, "900s"), T0, AlertState.FIRING
+    )
     alert = Alert(alert_id, AlertType.SMS_FAILURES, spring, T0, T0 + 900, 100, 100, 100, T0 + 80)
     produce(topics, Topic.METRICS_DELIVERY, [(w.scope, w.to_bytes()) for w in deliveries])
     produce(topics, Topic.METRICS_CALLS, [(w.scope, w.to_bytes()) for w in calls])

@@ -70,13 +70,18 @@
     }
   }
 
+  function duration(seconds) {
+    const h = Math.floor(seconds / 3600), m = Math.floor((seconds % 3600) / 60);
+    return h ? h + " h " + m + " min" : m + " min";
+  }
+
   function render(data) {
     const p = data.panels;
     const s = p.summary[0] || {};
     $("delivery-rate").textContent = pct(s.delivery_rate);
     $("messages-total").textContent = num(s.messages);
-    $("alert-count").textContent = num(s.alerts);
-    $("alert-count").parentElement.classList.toggle("firing", (s.alerts || 0) > 0);
+    $("alert-count").textContent = num(p.firing.length);
+    $("alert-count").parentElement.classList.toggle("firing", p.firing.length > 0);
     $("calls-total").textContent = num(s.calls);
     $("calls-minutes").textContent = num(s.minutes);
     $("avg-mos").textContent = s.avg_mos === null || s.avg_mos === undefined ? "–" : s.avg_mos.toFixed(2);
@@ -104,7 +109,11 @@
 
     fillTable("calls-table", p.calls, (r) => [r.kind, r.campaign || "—", r.calls, r.completed, r.failed, r.busy,
                                                r.no_answer, r.minutes, r.avg_mos]);
-    fillTable("alerts-table", p.alerts, (r) => [utc(r.raised_at), r.type, r.scope, r.count, r.threshold, r.value],
+    fillTable("firing-table", p.firing, (r) => [utc(r.started_at), duration(r.firing_for_s), r.type, r.scope,
+                                                r.value, r.threshold, r.silenced ? "silenced" : ""]);
+    fillTable("alerts-table", p.alerts, (r) => [utc(r.raised_at), r.state + (r.repeat ? " #" + r.repeat : "")
+                                                + (r.silenced ? " (silenced)" : ""), r.type, r.scope, r.count,
+                                                r.threshold, r.value],
               (r) => !firstLoad && !seenAlerts.has(r.alert_id));
     for (const r of p.alerts) seenAlerts.add(r.alert_id);
     fillTable("windows-table", p["failure-windows"], (r) => [utc(r.window_start) + " +" + r.window_s + "s", r.kind,

@@ -194,7 +194,22 @@ VIEWS: dict[str, str] = {
 }
 
 # (version, name, statements) — append only; `{db}` is the database name.
-MIGRATIONS: list[tuple[int, str, list[str]]] = []
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "alerts: lifecycle (fingerprint, state, repeats), silences, the count rule, version",
+        [
+            "ALTER TABLE {db}.alerts "
+            "ADD COLUMN IF NOT EXISTS fingerprint String DEFAULT concat(type, '/', scope), "
+            "ADD COLUMN IF NOT EXISTS state LowCardinality(String) DEFAULT 'firing', "
+            "ADD COLUMN IF NOT EXISTS started_at DateTime64(3, 'UTC') DEFAULT raised_at, "
+            "ADD COLUMN IF NOT EXISTS repeat UInt32 DEFAULT 0, "
+            "ADD COLUMN IF NOT EXISTS silenced Bool DEFAULT false, "
+            "ADD COLUMN IF NOT EXISTS rule LowCardinality(String) DEFAULT 'window', "
+            "ADD COLUMN IF NOT EXISTS version UInt16 DEFAULT 1",
+        ],
+    ),
+]
 
 
 def migrate(store: Store) -> None:

@@ -1,4 +1,5 @@
-"""Sending an SMS exactly once per forward_id: recording and transcription forwards, alerts.
+"""Sending an SMS exactly once per forward_id: recording and transcription forwards, alerts
+(and, the same way, an alert's webhook and Slack deliveries).
 
 Before a send, the `forwards` table is read (FINAL) for the id: a row there (sent,
 dry_run or dead) means the request was handled, and a duplicate or replay is dropped.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from enum import StrEnum
 from typing import Any
@@ -29,7 +31,7 @@ import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import Counter
 
-from contract.forwards import ForwardRequest
+from contract.forwards import ForwardKind, ForwardRequest
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
 from runtime import faults
@@ -45,6 +47,14 @@ SMS = Counter(
     "SMS requests by kind and outcome (sent, dry_run, dead, duplicate)",
     ["kind", "outcome"],
 )
+
+
+DELIVERIES = Counter(
+    "switchboard_sink_alert_deliveries_total",
+    "Alert notifications over HTTP by channel (webhook, slack) and outcome (sent, dead, duplicate)",
+    ["channel", "outcome"],
+)
+_SMS_KINDS = frozenset({ForwardKind.RECORDING, ForwardKind.TRANSCRIPTION, ForwardKind.ALERT})
 
 
 class State(StrEnum):
@@ -81,33 +91,38 @@ class Dispatcher:
             "retry_max_s": settings.sink_retry_max_s,
         }
 
-    def dispatch(self, request: ForwardRequest, wait: Wait) -> State | None:
-        """Send `request` unless it was handled before. None if it gave up because the
-        caller is stopping, with nothing sent since the last record: read it again."""
+    def dispatch(
+        self, request: ForwardRequest, wait: Wait, send: Callable[[], str] | None = None
+    ) -> State | None:
+        """Send `request` unless it was handled before: as an SMS, or by `send` (an
+        alert's webhook, whose answer is the receipt recorded). None if it gave up
+        because the caller is stopping, with nothing sent since the last record: read
+        it again."""
         fid, kind = request.forward_id, request.kind.value
         found = self._recorded_state(fid, wait)
         if found is None:
             return None
         if found:
-            SMS.labels(kind, "duplicate").inc()
+            _count(kind, "duplicate")
             logger.info("%s forward %s already %s; not sent again", kind, fid, found)
             return State(found)
-        if self._client is None:
-            logger.warning(
-                "dry run (no SignalWire credentials): %s forward %s CallSid %s recorded, not sent",
-                kind,
-                fid,
-                request.call_sid or "-",
-            )
-            return self._record(request, State.DRY_RUN, attempts=0, wait=wait)
-        client = self._client
+        if send is None:
+            client = self._client
+            if client is None:
+                logger.warning(
+                    "dry run (no SignalWire credentials): %s forward %s CallSid %s recorded, "
+                    "not sent",
+                    kind,
+                    fid,
+                    request.call_sid or "-",
+                )
+                return self._record(request, State.DRY_RUN, attempts=0, wait=wait)
+
+            def send() -> str:
+                return send_sms(client, from_=request.from_, to=request.to, body=request.body)
+
         logger.info("sending %s forward %s CallSid %s", kind, fid, request.call_sid or "-")
-        result = retrying(
-            f"{kind} forward {fid}",
-            lambda: send_sms(client, from_=request.from_, to=request.to, body=request.body),
-            settings=self.settings,
-            wait=wait,
-        )
+        result = retrying(f"{kind} forward {fid}", send, settings=self.settings, wait=wait)
         if result.interrupted:
             return None
         if result.error is None:
@@ -242,5 +257,13 @@ class Dispatcher:
                     provider_sid,
                 )
             return None
-        SMS.labels(request.kind.value, state.value).inc()
+        _count(request.kind.value, state.value)
         return recorded
+
+
+def _count(kind: str, outcome: str) -> None:
+    """SMS by kind; an alert's webhook deliveries by channel."""
+    if kind in _SMS_KINDS:
+        SMS.labels(kind, outcome).inc()
+    else:
+        DELIVERIES.labels(kind.removeprefix("alert_"), outcome).inc()
