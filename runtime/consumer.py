@@ -305,6 +305,10 @@ class ConsumerRuntime:
         )
         if self._on_assign_hook is not None:
             self._on_assign_hook(partitions)
+        # librdkafka keeps a partition's pause across a rebalance: one that a wait paused
+        # before a revocation ended it would come back paused and never be read again
+        consumer.assign(partitions)
+        consumer.resume(partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         REBALANCES.labels(self.name, "revoked").inc()

@@ -55,8 +55,9 @@ def batching(
     )
 
 
-def values(n: int, tag: str = "r") -> list[tuple[str | None, bytes]]:
-    return [(f"k{i}", f"{tag}{i}".encode()) for i in range(n)]
+def values(n: int, tag: str = "r", key: str | None = None) -> list[tuple[str | None, bytes]]:
+    """`n` records, spread over partitions by their keys, or all of them on `key`'s."""
+    return [(key or f"k{i}", f"{tag}{i}".encode()) for i in range(n)]
 
 
 def test_revoked_in_the_middle_of_a_batch_it_is_given_up_and_read_again(
@@ -205,7 +206,7 @@ def test_a_backoff_longer_than_the_group_timeouts_keeps_the_partitions(
         real_revoke(settle)
 
     runtime.strategy.revoke = revoke  # type: ignore[method-assign]
-    produce(topics, Topic.FORWARDS, values(5, "b"))
+    produce(topics, Topic.FORWARDS, values(5, "b", key="one-partition"))
     with Running(runtime):
         wait_for(
             lambda: committed_total(topics, group, Topic.FORWARDS) == 5,
