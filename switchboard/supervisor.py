@@ -22,6 +22,7 @@ from rich.panel import Panel
 from contract.kafka import ensure_topics
 from contract.settings import Settings
 from query.auth import resolve_token
+from simulate.sender import Signer
 from switchboard.broker import LocalBroker, kafka_version
 
 logger = logging.getLogger(__name__)
@@ -100,13 +101,33 @@ def run_pipeline(settings: Settings, *, start_broker: bool = True) -> None:
         console.print("[green]stopped[/green]")
 
 
+# The banner's example: a delivered SMS, as the provider would post it.
+EXAMPLE_PARAMS = {
+    "MessageSid": "SM0001",
+    "MessageStatus": "delivered",
+    "AccountSid": "AC1",
+    "From": "+15550001111",
+    "To": "+15550002222",
+    "Body": "hello",
+}
+
+
+def example_curl(settings: Settings) -> str:
+    """A `curl` command to try the edge with, one shell command in lines of at most 80
+    columns (continued with a backslash), so that it pastes whole from any terminal.
+    Every value is URL-encoded (a `+` sent raw arrives as a space), and with a signing
+    key set the command carries the signature the edge will check."""
+    url = f"http://{settings.ingest_host}:{settings.ingest_port}/callbacks/sms?campaign=demo"
+    lines = [f"curl -i '{url}'"]
+    if settings.signing_key is not None:
+        signer = Signer(settings.signing_key.get_secret_value(), settings.public_url)
+        lines.append(f"-H 'X-SignalWire-Signature: {signer(url, EXAMPLE_PARAMS)}'")
+    lines += [f"--data-urlencode '{name}={value}'" for name, value in EXAMPLE_PARAMS.items()]
+    return " \\\n  ".join(lines)
+
+
 def _banner(settings: Settings, token: str) -> None:
     edge = f"http://{settings.ingest_host}:{settings.ingest_port}"
-    curl = (
-        f"curl -i -X POST '{edge}/callbacks/sms?campaign=demo' "
-        "-d MessageSid=SM0001 -d MessageStatus=delivered -d AccountSid=AC1 "
-        "-d From=+15550001111 -d To=+15550002222 -d Body=hello -d NumMedia=0 -d NumSegments=1"
-    )
     console.print(
         Panel.fit(
             f"[bold]Switchboard is running[/bold] (Kafka {kafka_version()} on "
@@ -114,8 +135,12 @@ def _banner(settings: Settings, token: str) -> None:
             f"edge:      {edge}/callbacks/{{sms,voice,recording,transcription,inbound-call}}\n"
             f"query API: http://{settings.api_host}:{settings.api_port}  token: {token}\n"
             f"dashboard: http://{settings.api_host}:{settings.api_port}/dashboard?token={token}\n\n"
-            f"try it:\n  {curl}\n  switchboard report delivery\n  switchboard tail\n\n"
+            "then: switchboard report delivery; switchboard tail\n"
             "Ctrl-C stops everything.",
             title="switchboard run",
         )
     )
+    # outside the panel and unstyled, so that the terminal copies it whole
+    signed = " (signed with SWITCHBOARD_SIGNING_KEY)" if settings.signing_key is not None else ""
+    print(f"Try it{signed}:", file=sys.stderr)
+    print(example_curl(settings), file=sys.stderr, flush=True)
