@@ -98,6 +98,26 @@ def _voice_calls(statuses: str) -> str:
 """
 
 
+# The seed's inbound call tracker's table (its CSV on exit): one row per inbound call.
+INBOUND_CALLS = Export(
+    columns=(
+        "Call SID",
+        "Call Status",
+        "Event Timestamp",
+        "To Number",
+        "From Number",
+        "Call Duration(s)",
+        "Audio in MOS",
+    ),
+    sql=f"""
+    SELECT call_sid AS sid, status, event_at, call_to, call_from, duration_s, mos
+    FROM ({calls_sql(PAGE_WHERE)})
+    WHERE kind = 'inbound-call'
+    ORDER BY sid
+""",
+    formats={"Event Timestamp": _rfc2822},
+)
+
 EXPORTS: dict[str, Export] = {
     "failed-messages": FAILED_MESSAGES,
     "failed-calls": Export(_CALL_COLUMNS, _voice_calls("'failed'"), {"Event Timestamp": _rfc2822}),
@@ -106,15 +126,22 @@ EXPORTS: dict[str, Export] = {
         _voice_calls("'completed', 'canceled', 'no-answer', 'busy'"),
         {"Event Timestamp": _rfc2822},
     ),
+    "inbound-calls": INBOUND_CALLS,
 }
 
 DESCRIPTIONS: dict[str, str] = {
     "failed-messages": "failed and undelivered messages, enriched where the REST API was asked",
     "failed-calls": "voice calls that failed",
     "calls": "voice calls that ended: completed, canceled, no-answer, busy",
+    "inbound-calls": "inbound calls, as the seed's inbound call tracker kept them",
 }
 
-_SID_KEY = {"failed-messages": "message_sid", "failed-calls": "call_sid", "calls": "call_sid"}
+_SID_KEY = {
+    "failed-messages": "message_sid",
+    "failed-calls": "call_sid",
+    "calls": "call_sid",
+    "inbound-calls": "call_sid",
+}
 
 
 def _sql(store: Store, name: str, *, paged: bool) -> str:

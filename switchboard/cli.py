@@ -252,6 +252,21 @@ def export_calls(
     _export("calls", output, Filters(since, until, campaign, number))
 
 
+@export_app.command("inbound-calls")
+def export_inbound_calls(
+    output: Output = None,
+    since: Since = None,
+    until: Until = None,
+    campaign: Campaign = None,
+    number: Number = None,
+) -> None:
+    """Inbound calls, as the seed's inbound call tracker wrote them on exit.
+
+    Columns: Call SID, Call Status, Event Timestamp, To Number, From Number,
+    Call Duration(s), Audio in MOS."""
+    _export("inbound-calls", output, Filters(since, until, campaign, number))
+
+
 @app.command()
 def tail() -> None:
     """Stream status changes live, with the failed table updating below.

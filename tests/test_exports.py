@@ -80,7 +80,23 @@ def calls(base: float) -> list[list[str]]:
     ]
 
 
-EXPECTED = {"failed-messages": failed_messages, "failed-calls": failed_calls, "calls": calls}
+def inbound_calls(base: float) -> list[list[str]]:
+    n = scenario.to_number
+    return [
+        ["Call SID", "Call Status", "Event Timestamp", "To Number", "From Number",
+         "Call Duration(s)", "Audio in MOS"],
+        ["CA101", "completed", _rfc2822(base + 15), CENTRE, n("CA101"), "30", "4.0"],
+        ["CA102", "completed", _rfc2822(base + 75), CENTRE, n("CA102"), "90", "2.5"],
+        ["CA103", "failed", _rfc2822(base + 80), CENTRE, n("CA103"), "", ""],
+    ]  # fmt: skip
+
+
+EXPECTED = {
+    "failed-messages": failed_messages,
+    "failed-calls": failed_calls,
+    "calls": calls,
+    "inbound-calls": inbound_calls,
+}
 
 
 @pytest.mark.parametrize("name", sorted(EXPORTS))
