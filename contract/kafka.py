@@ -157,6 +157,16 @@ _FILE_SETTINGS = {
 }
 
 
+# Our side rejecting the broker's certificate, or the broker rejecting ours (mutual TLS;
+# with TLS 1.3 that comes after the handshake, as an alert on the first read).
+_TLS_REFUSALS = (
+    "certificate verify failed",
+    "alert bad certificate",
+    "alert certificate required",
+    "alert unknown ca",
+)
+
+
 def refusal(settings: Settings, error: KafkaError) -> str | None:
     """What to check when the broker refused who we are (no retry helps), else None.
     librdkafka's reason never holds the password; it goes into the message as it is."""
@@ -167,7 +177,7 @@ def refusal(settings: Settings, error: KafkaError) -> str | None:
             f"{settings.kafka_username!r}): check SWITCHBOARD_KAFKA_USERNAME / "
             f"SWITCHBOARD_KAFKA_PASSWORD (and SWITCHBOARD_KAFKA_SASL_MECHANISM); {reason}"
         )
-    if error.code() == KafkaError._SSL or "certificate verify failed" in reason:
+    if error.code() == KafkaError._SSL or any(text in reason for text in _TLS_REFUSALS):
         return (
             "TLS handshake failed: check SWITCHBOARD_KAFKA_CA_FILE (and, for mutual TLS, "
             f"SWITCHBOARD_KAFKA_CERT_FILE / SWITCHBOARD_KAFKA_KEY_FILE); {reason}"

@@ -25,7 +25,7 @@ from contract.kafka import client_config, producer_config
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
 from processors.intake import intake_group
-from switchboard.broker import free_port
+from switchboard.broker import LocalBroker, free_port
 
 T = TypeVar("T")
 
@@ -71,6 +71,18 @@ def isolated_settings(bootstrap: str, data_dir: Path, **overrides: Any) -> Setti
         "api_token": "test-token",
     }
     return Settings(_env_file=None, **(fields | overrides))  # type: ignore[call-arg]
+
+
+def secure_settings(
+    broker: LocalBroker, data_dir: Path, mechanism: str = "SCRAM-SHA-256", **overrides: Any
+) -> Settings:
+    """`isolated_settings` of a client of a secure `LocalBroker`, as its users would set
+    them (`broker.client_env()`), with `overrides` on top."""
+    client = {
+        name.removeprefix("SWITCHBOARD_").lower(): value
+        for name, value in broker.client_env(mechanism).items()
+    }
+    return isolated_settings(broker.bootstrap, data_dir, **(client | overrides))
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
