@@ -269,7 +269,7 @@ Secure = Annotated[
     bool,
     typer.Option(
         help="SASL_SSL (PLAIN, SCRAM-SHA-256/512) with a CA of its own; data under "
-        "<data dir>/kafka-secure, client settings written to its client.env"
+        "SWITCHBOARD_DATA_DIR/kafka-secure, client settings written to its client.env"
     ),
 ]
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import faust
 import pytest
+import yaml
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]  # ships no types
 from confluent_kafka.admin import ConfigResource, ResourceType
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
@@ -24,6 +25,7 @@ from switchboard.broker import LocalBroker
 from switchboard.tls import Pem, issue, make_ca
 from tests.faults.conftest import sms_callbacks, stored_sms
 from tests.harness import (
+    ROOT,
     Stage,
     chdb_rows,
     drained,
@@ -214,3 +216,14 @@ def test_the_pipeline_over_sasl_ssl_stores_every_callback(
     assert delivered["n"] == 100
     logs = "".join(stage.log() for stage in stages.values())
     assert secure_kafka.password() not in logs
+
+
+def test_readme_and_compose_name_every_kafka_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    compose = (ROOT / "docker-compose.yml").read_text()
+    assert yaml.safe_load(compose)["services"]["ingest"]["environment"]  # still valid
+    for field in Settings.model_fields:
+        if field.startswith(("kafka_", "topic_")):
+            assert f"`SWITCHBOARD_{field.upper()}`" in readme, field
+        if field.startswith("kafka_") and field != "kafka_bootstrap":
+            assert f"# SWITCHBOARD_{field.upper()}:" in compose, field
