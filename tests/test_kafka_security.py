@@ -147,6 +147,7 @@ def test_mutual_tls_certificates_reach_both_clients(
         )
         await producer.start()
         await producer.stop()
+        await asyncio.sleep(0.5)  # TLS connections close after stop() returns
 
     asyncio.run(faust_side())
     foreign = settings.model_copy(
