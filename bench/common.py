@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import OffsetSpec
 from prometheus_client.parser import text_string_to_metric_families
 
-from contract.kafka import ensure_topics
+from contract.kafka import admin, ensure_topics
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
 from switchboard.broker import LocalBroker, free_port, kafka_version
@@ -393,7 +393,7 @@ class Offsets:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        self.admin = admin(settings)
         self._partitions: dict[str, list[int]] = {}
 
     def name(self, topic: Topic) -> str:

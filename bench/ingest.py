@@ -42,7 +42,7 @@ from bench.common import (
     wait_until,
     write_results,
 )
-from contract.kafka import ensure_topics
+from contract.kafka import client_config, ensure_topics
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
 from switchboard.broker import free_port
@@ -141,7 +141,7 @@ def serving(server: Server, settings: Settings, logs: Path) -> Iterator[tuple[st
 
 def records_on(settings: Settings, topic: Topic) -> int:
     name = topic_name(topic, settings.topic_prefix)
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "bench"})
+    consumer = Consumer(client_config(settings) | {"group.id": "bench"})
     try:
         partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
         return sum(

@@ -66,6 +66,7 @@ from bench.common import (
     write_results,
 )
 from contract.alerts import AlertType, ScopeType, scope_key
+from contract.kafka import client_config
 from contract.kinds import CallbackKind
 from contract.settings import Settings
 from contract.statuses import SMS_FAILED
@@ -232,8 +233,8 @@ class Watch:
 
     def _consumer(self, topic: Topic, start: int) -> Consumer:
         consumer = Consumer(
-            {
-                "bootstrap.servers": self.settings.kafka_bootstrap,
+            client_config(self.settings)
+            | {
                 "group.id": f"bench-watch-{self.settings.topic_prefix}{topic.value}",
                 "enable.auto.commit": False,
                 # the broker answers a fetch as soon as data arrives; a long wait only

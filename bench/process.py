@@ -43,7 +43,7 @@ from bench.common import (
     write_results,
 )
 from contract.envelope import Envelope, SignatureVerdict
-from contract.kafka import ensure_topics
+from contract.kafka import client_config, ensure_topics, faust_credentials
 from contract.kinds import CallbackKind
 from contract.settings import Settings, load_settings
 from contract.topics import Topic, topic_name
@@ -191,8 +191,8 @@ def _transcription(sid: str) -> dict:
 
 def preload(settings: Settings, envelopes: list[Envelope]) -> None:
     producer = Producer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
+        client_config(settings)
+        | {
             "linger.ms": 50,
             "compression.type": "lz4",
             "queue.buffering.max.messages": 1_000_000,
@@ -219,7 +219,7 @@ class Committed:
             TopicPartition(offsets.name(t), p) for t in topics for p in offsets.partitions(t)
         ]
         self.consumer = Consumer(
-            {"bootstrap.servers": offsets.settings.kafka_bootstrap, "group.id": group}
+            client_config(offsets.settings) | {"group.id": group}
         )  # asks for the group's offsets; never joins it
 
     def __call__(self) -> int:
@@ -300,6 +300,7 @@ def faust_floor() -> None:
     app = faust.App(
         settings.topic_prefix + FLOOR_GROUP,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         datadir=str(settings.data_dir / "faust"),
         topic_partitions=settings.topic_partitions,

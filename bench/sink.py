@@ -35,7 +35,7 @@ from bench.common import (
     write_results,
 )
 from contract.events import Event
-from contract.kafka import producer_config
+from contract.kafka import admin, producer_config
 from contract.kinds import CallbackKind
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
@@ -166,16 +166,16 @@ def through_writer(
     by size only (`records` is a whole number of batches), so every row is written
     before the writer is stopped."""
     empty(store)
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    client = admin(settings)
     prefix = f"{settings.topic_prefix}b{uuid.uuid4().hex[:8]}."
     run = settings.model_copy(update={"sink_batch_rows": batch, "topic_prefix": prefix})
-    topic = new_topic(run, admin)
+    topic = new_topic(run, client)
     group = f"{prefix}bench"
     writer = table_writer(run, store, Topic.EVENTS, group="bench", name="bench", mapper=event_row)
     target = rows_written() + len(records)
     thread = threading.Thread(target=writer.run)
     thread.start()
-    wait_assigned(admin, group)
+    wait_assigned(client, group)
     visible_from = produce(settings, topic, records)
     cpu, cpu_since = time.process_time(), time.perf_counter()
     deadline = time.monotonic() + 600
@@ -187,7 +187,7 @@ def through_writer(
     cpu_used = time.process_time() - cpu
     writer.stop()
     thread.join(60)
-    admin.delete_topics([topic])
+    client.delete_topics([topic])
     assert count(store) == len(records)
     return len(records) / (ended - visible_from), cpu_used / (ended - cpu_since)
 

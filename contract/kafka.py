@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from contract.errors import ServiceUnavailable
+from contract.errors import ConfigurationError, ServiceUnavailable
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
+
+if TYPE_CHECKING:
+    from faust.types.auth import CredentialsT
 
 logger = logging.getLogger(__name__)
 
@@ -57,28 +61,74 @@ _TOPIC_CONFIG: dict[Topic, dict[str, str]] = {
 }
 
 
+def client_config(settings: Settings) -> dict[str, Any]:
+    """What every librdkafka client of ours starts from: where Kafka is, how to prove
+    who we are to it, and where its log lines go."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": settings.kafka_bootstrap,
+        "security.protocol": settings.kafka_security_protocol.value,
+        "logger": rdkafka_logger,
+    }
+    if settings.kafka_security_protocol.sasl:
+        assert settings.kafka_password is not None  # Settings checked it
+        config["sasl.mechanism"] = settings.kafka_sasl_mechanism.value
+        config["sasl.username"] = settings.kafka_username
+        config["sasl.password"] = settings.kafka_password.get_secret_value()
+    if settings.kafka_security_protocol.tls:
+        # "probe": the system's authorities, as Python's default context uses; the wheels'
+        # own OpenSSL would look in its build directory instead
+        config["ssl.ca.location"] = str(settings.kafka_ca_file or "probe")
+        if settings.kafka_cert_file is not None:
+            config["ssl.certificate.location"] = str(settings.kafka_cert_file)
+            config["ssl.key.location"] = str(settings.kafka_key_file)
+    return config
+
+
+def faust_credentials(settings: Settings) -> CredentialsT | None:
+    """faust's `broker_credentials` (aiokafka underneath) from the same settings."""
+    import faust  # here: the edge and the sink import this module and never run faust
+
+    protocol = settings.kafka_security_protocol
+    context = None
+    if protocol.tls:
+        context = ssl.create_default_context(
+            cafile=str(settings.kafka_ca_file) if settings.kafka_ca_file else None
+        )
+        if settings.kafka_cert_file is not None:
+            context.load_cert_chain(settings.kafka_cert_file, settings.kafka_key_file)
+    if protocol.sasl:
+        assert settings.kafka_password is not None  # Settings checked it
+        return faust.SASLCredentials(
+            username=settings.kafka_username,
+            password=settings.kafka_password.get_secret_value(),
+            ssl_context=context,
+            mechanism=settings.kafka_sasl_mechanism.value,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
 def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     return {
-        "bootstrap.servers": settings.kafka_bootstrap,
+        **client_config(settings),
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": settings.producer_linger_ms,
         "compression.type": "lz4",
         "message.timeout.ms": 30_000,
         "socket.connection.setup.timeout.ms": 5_000,
-        "logger": rdkafka_logger,
         **extra,
     }
 
 
 def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, Any]:
     return {
-        "bootstrap.servers": settings.kafka_bootstrap,
+        **client_config(settings),
         "group.id": group,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
-        "logger": rdkafka_logger,
         **extra,
     }
 
@@ -96,22 +146,70 @@ def sink_consumer_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-def admin(settings: Settings) -> AdminClient:
-    config: dict[str, Any] = {
-        "bootstrap.servers": settings.kafka_bootstrap,
-        "logger": rdkafka_logger,
-    }
-    return AdminClient(config)
+def admin(settings: Settings, **extra: Any) -> AdminClient:
+    return AdminClient(client_config(settings) | extra)
+
+
+# What librdkafka says when a file it was given is unusable, and whose file it is.
+_FILE_SETTINGS = {
+    "ssl.ca.location": "SWITCHBOARD_KAFKA_CA_FILE",
+    "ssl.certificate.location": "SWITCHBOARD_KAFKA_CERT_FILE",
+    "ssl.key.location": "SWITCHBOARD_KAFKA_KEY_FILE",
+}
+
+
+# Our side rejecting the broker's certificate, or the broker rejecting ours (mutual TLS;
+# with TLS 1.3 that comes after the handshake, as an alert on the first read).
+_TLS_REFUSALS = (
+    "certificate verify failed",
+    "alert bad certificate",
+    "alert certificate required",
+    "alert unknown ca",
+)
+
+
+def refusal(settings: Settings, error: KafkaError) -> str | None:
+    """What to check when the broker refused who we are (no retry helps), else None.
+    librdkafka's reason never holds the password; it goes into the message as it is."""
+    reason = error.str()
+    if error.code() == KafkaError._AUTHENTICATION:
+        return (
+            f"SASL authentication failed ({settings.kafka_sasl_mechanism.value} as user "
+            f"{settings.kafka_username!r}): check SWITCHBOARD_KAFKA_USERNAME / "
+            f"SWITCHBOARD_KAFKA_PASSWORD (and SWITCHBOARD_KAFKA_SASL_MECHANISM); {reason}"
+        )
+    if error.code() == KafkaError._SSL or any(text in reason for text in _TLS_REFUSALS):
+        return (
+            "TLS handshake failed: check SWITCHBOARD_KAFKA_CA_FILE (and, for mutual TLS, "
+            f"SWITCHBOARD_KAFKA_CERT_FILE / SWITCHBOARD_KAFKA_KEY_FILE); {reason}"
+        )
+    return None
 
 
 def wait_for_kafka(settings: Settings, *, attempts: int = 30, delay_s: float = 1.0) -> None:
-    """Bounded start-up check: fail with what to start rather than hang."""
-    client = admin(settings)
+    """Bounded start-up check: fail with what to start rather than hang. A broker that
+    refuses our credentials or certificates fails it at once, naming the settings: every
+    retry would be refused the same way, for minutes."""
+    errors: list[KafkaError] = []  # librdkafka's error_cb, served by poll()
+    try:
+        client = admin(settings, error_cb=errors.append)
+    except KafkaException as exc:  # a file librdkafka cannot read or parse
+        reason = str(exc.args[0].str())
+        named = " / ".join(n for key, n in _FILE_SETTINGS.items() if key in reason)
+        raise ConfigurationError(
+            f"Kafka client not created: check {named or 'the SWITCHBOARD_KAFKA_* settings'}; "
+            f"{reason}"
+        ) from None
     for attempt in range(1, attempts + 1):
         try:
             client.list_topics(timeout=2.0)
             return
         except KafkaException as exc:
+            client.poll(0)
+            for error in [exc.args[0], *errors]:
+                if (problem := refusal(settings, error)) is not None:
+                    raise ConfigurationError(problem) from None
+            errors.clear()
             logger.info(
                 "waiting for Kafka at %s (%d/%d): %s",
                 settings.kafka_bootstrap,
@@ -119,12 +217,22 @@ def wait_for_kafka(settings: Settings, *, attempts: int = 30, delay_s: float = 1
                 attempts,
                 exc,
             )
-            time.sleep(delay_s)
+            if attempt < attempts:
+                time.sleep(delay_s)
+    protocol = settings.kafka_security_protocol.value
     raise ServiceUnavailable(
         f"Kafka at {settings.kafka_bootstrap} did not answer after {attempts} tries; "
         "start it with `make broker` (or `docker compose up kafka`) "
-        "or set SWITCHBOARD_KAFKA_BOOTSTRAP"
+        "or set SWITCHBOARD_KAFKA_BOOTSTRAP (and SWITCHBOARD_KAFKA_SECURITY_PROTOCOL, "
+        f"now {protocol}, to the listener's)"
     )
+
+
+def min_insync_config(settings: Settings) -> dict[str, str]:
+    """The topic config that applies SWITCHBOARD_TOPIC_MIN_INSYNC_REPLICAS."""
+    if settings.topic_min_insync_replicas is None:
+        return {}  # the broker's default
+    return {"min.insync.replicas": str(settings.topic_min_insync_replicas)}
 
 
 def ensure_topics(settings: Settings, topics: list[Topic] | None = None) -> None:
@@ -137,7 +245,7 @@ def ensure_topics(settings: Settings, topics: list[Topic] | None = None) -> None
             topic_name(t, settings.topic_prefix),
             num_partitions=settings.topic_partitions,
             replication_factor=settings.topic_replication,
-            config=_TOPIC_CONFIG.get(t, {}),
+            config=_TOPIC_CONFIG.get(t, {}) | min_insync_config(settings),
         )
         for t in wanted
         if topic_name(t, settings.topic_prefix) not in existing

@@ -7,13 +7,43 @@ the provider's conventional names.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contract.errors import ConfigurationError
+
+
+class KafkaSecurityProtocol(StrEnum):
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+    @property
+    def tls(self) -> bool:
+        return self in (KafkaSecurityProtocol.SSL, KafkaSecurityProtocol.SASL_SSL)
+
+    @property
+    def sasl(self) -> bool:
+        return self in (KafkaSecurityProtocol.SASL_PLAINTEXT, KafkaSecurityProtocol.SASL_SSL)
+
+
+class SaslMechanism(StrEnum):
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
 
 
 class Settings(BaseSettings):
@@ -31,6 +61,21 @@ class Settings(BaseSettings):
     topic_prefix: str = ""
     topic_partitions: int = Field(4, ge=1, description="partitions of every topic we create")
     topic_replication: int = Field(1, ge=1)
+    topic_min_insync_replicas: int | None = Field(
+        None,
+        ge=1,
+        description="min.insync.replicas of the topics we create (at most the replication); "
+        "the broker's default when unset",
+    )
+    # Security: every client (librdkafka and faust's aiokafka) gets these from
+    # contract/kafka.py. CA unset with TLS: the system's certificate authorities.
+    kafka_security_protocol: KafkaSecurityProtocol = KafkaSecurityProtocol.PLAINTEXT
+    kafka_sasl_mechanism: SaslMechanism = SaslMechanism.PLAIN
+    kafka_username: str | None = None
+    kafka_password: SecretStr | None = None
+    kafka_ca_file: FilePath | None = None
+    kafka_cert_file: FilePath | None = Field(None, description="client certificate (mutual TLS)")
+    kafka_key_file: FilePath | None = Field(None, description="its private key (unencrypted PEM)")
     instance_id: str = Field(
         "",
         description="this stage instance's stable name in its consumer groups (static "
@@ -195,6 +240,38 @@ class Settings(BaseSettings):
             return tuple(int(part) for part in value.split(",") if part.strip())
         return value
 
+    @model_validator(mode="after")
+    def _kafka_security_fits(self) -> Self:
+        """Settings that the chosen protocol would silently ignore are mistakes: a user
+        who set a password but not the protocol would otherwise connect in plaintext."""
+        protocol = self.kafka_security_protocol
+        named = f"SWITCHBOARD_KAFKA_SECURITY_PROTOCOL={protocol.value}"
+        sasl = {
+            "SWITCHBOARD_KAFKA_USERNAME": self.kafka_username,
+            "SWITCHBOARD_KAFKA_PASSWORD": self.kafka_password,
+        }
+        tls = {
+            "SWITCHBOARD_KAFKA_CA_FILE": self.kafka_ca_file,
+            "SWITCHBOARD_KAFKA_CERT_FILE": self.kafka_cert_file,
+            "SWITCHBOARD_KAFKA_KEY_FILE": self.kafka_key_file,
+        }
+        if protocol.sasl and not all(sasl.values()):
+            raise ValueError(f"{named} needs {' and '.join(sasl)}")
+        if not protocol.sasl and any(sasl.values()):
+            raise ValueError(f"{' / '.join(sasl)} set, but {named} does not use SASL")
+        if not protocol.tls and any(tls.values()):
+            raise ValueError(f"{' / '.join(tls)} set, but {named} does not use TLS")
+        if (self.kafka_cert_file is None) != (self.kafka_key_file is None):
+            raise ValueError(
+                "mutual TLS needs both SWITCHBOARD_KAFKA_CERT_FILE and SWITCHBOARD_KAFKA_KEY_FILE"
+            )
+        if (self.topic_min_insync_replicas or 0) > self.topic_replication:
+            raise ValueError(
+                "SWITCHBOARD_TOPIC_MIN_INSYNC_REPLICAS is above SWITCHBOARD_TOPIC_REPLICATION: "
+                "no write could ever be acknowledged"
+            )
+        return self
+
     @property  # not cached: `model_copy(update={"clickhouse_url": ...})` must see the new URL
     def clickhouse_dsn(self) -> str:
         if self.clickhouse_url:
@@ -223,6 +300,9 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
+            if not err["loc"]:  # a check across settings: its message names them
+                problems.append(str(err["msg"]).removeprefix("Value error, "))
+                continue
             name = "SWITCHBOARD_" + "_".join(str(p) for p in err["loc"]).upper()
             problems.append(f"{name}: {err['msg']}")
         raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None

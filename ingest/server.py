@@ -10,6 +10,8 @@ from pathlib import Path
 
 import uvicorn
 
+from contract.errors import ServiceUnavailable
+from contract.kafka import wait_for_kafka
 from contract.settings import Settings, load_settings
 from ingest.app import Edge, create_app
 from ingest.metrics import MULTIPROC_DIR
@@ -20,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 def serve(settings: Settings) -> None:
     """Blocks until SIGTERM/SIGINT; uvicorn then stops accepting and the lifespan flushes."""
+    _check_kafka(settings)
     logger.info(
         "edge listening on http://%s:%d with %d worker(s)",
         settings.ingest_host,
@@ -49,6 +52,16 @@ def serve(settings: Settings) -> None:
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _check_kafka(settings: Settings) -> None:
+    """A broker that refuses our credentials or certificates stops the edge here, with the
+    setting to fix (a ConfigurationError); one that does not answer yet does not: the edge
+    then serves, answering 503 until Kafka is back, as it does in any outage."""
+    try:
+        wait_for_kafka(settings, attempts=3)
+    except ServiceUnavailable as exc:
+        logger.warning("%s; serving anyway, answering 503 until it answers", exc)
 
 
 def worker_app() -> Edge:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import faust
 
+from contract.kafka import faust_credentials
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
 
@@ -33,6 +34,7 @@ def create_app(settings: Settings) -> tuple[faust.App, Topics]:
     app = faust.App(
         app_id(settings),
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=faust_credentials(settings),
         store="memory://",  # tables are rebuilt from their changelog topics at start
         datadir=str(settings.data_dir / "faust"),
         topic_partitions=settings.topic_partitions,

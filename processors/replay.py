@@ -22,7 +22,7 @@ from confluent_kafka import (
 )
 
 from contract.errors import ServiceUnavailable
-from contract.kafka import rdkafka_logger
+from contract.kafka import client_config
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
 
@@ -74,11 +74,10 @@ def read_to_end(
     as of now; from the beginning, or from the first record at or after `since`."""
     name = topic_name(topic, settings.topic_prefix)
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
+        client_config(settings)
+        | {
             "group.id": f"{settings.topic_prefix}switchboard-replay",  # assigns; never commits
             "enable.auto.commit": False,
-            "logger": rdkafka_logger,
         }
     )
     try:

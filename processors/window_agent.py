@@ -31,6 +31,7 @@ from typing import Any
 import faust
 
 from contract.alerts import Alert
+from contract.kafka import min_insync_config
 from contract.settings import Settings
 from contract.silences import Silences
 from processors import metrics
@@ -68,6 +69,7 @@ class WindowAgent:
             key_type=bytes,  # bytes: faust's raw serializer; values are ScopeWindows.to_bytes()
             value_type=bytes,
             partitions=self.partitions,
+            extra_topic_configs=min_insync_config(settings),  # its changelog, made by faust
         )
         # key -> wall-clock time from which its windows want publishing (0: changed already)
         self.attention: dict[bytes, float] = {}

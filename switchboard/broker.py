@@ -4,6 +4,12 @@ For development, tests and `switchboard run` on machines without Docker:
 `kafka/pom.xml` names the broker; `fetch_jars()` copies it and its dependencies
 into `kafka/libs/` (ignored by git), and `LocalBroker` formats storage, starts
 the broker on 127.0.0.1, waits a bounded time for it to answer, and stops it by PID.
+
+`LocalBroker(..., secure=True)` listens on its port with SASL_SSL instead (PLAIN,
+SCRAM-SHA-256 and SCRAM-SHA-512 for one user, a certificate from a CA of its own), on
+`mtls_port` with TLS that requires a client certificate from that CA (mutual TLS), and
+with plaintext on a third loopback port for its own inter-broker traffic;
+`client_env()` gives the settings of a SASL_SSL client.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import base64
 import contextlib
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -21,6 +28,7 @@ import uuid
 from pathlib import Path
 
 from contract.errors import ServiceUnavailable
+from switchboard.tls import Pem, issue, make_ca
 
 logger = logging.getLogger(__name__)
 
@@ -98,11 +106,18 @@ class LocalBroker:
         port: int = 9092,
         controller_port: int | None = None,
         heap: str = "768m",
+        *,
+        secure: bool = False,
     ) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port
         self.controller_port = controller_port or free_port()
         self.heap = heap
+        self.secure = secure
+        # the broker's own plaintext listener: inter-broker traffic, and our readiness check
+        self.internal_port = free_port() if secure else port
+        self.mtls_port = free_port() if secure else None
+        self.tls_dir = self.data_dir / "tls"
         self.pid_file = self.data_dir / "broker.pid"
         self.log_file = self.data_dir / "server.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -110,6 +125,100 @@ class LocalBroker:
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    USERNAME = "switchboard"
+
+    @property
+    def ca(self) -> Path:
+        """The certificate authority that signed the secure listener's certificate."""
+        return self.tls_dir / "ca.pem"
+
+    def password(self) -> str:
+        """The SASL user's password, made on the first secure start and kept beside the data
+        (SCRAM credentials live in the formatted storage, so they must not change)."""
+        path = self.data_dir / "sasl-password"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(18))
+        return path.read_text().strip()
+
+    def client_env(self, mechanism: str = "SCRAM-SHA-256") -> dict[str, str]:
+        """The SWITCHBOARD_KAFKA_* variables of a client of this broker."""
+        env = {"SWITCHBOARD_KAFKA_BOOTSTRAP": self.bootstrap}
+        if self.secure:
+            env |= {
+                "SWITCHBOARD_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "SWITCHBOARD_KAFKA_SASL_MECHANISM": mechanism,
+                "SWITCHBOARD_KAFKA_USERNAME": self.USERNAME,
+                "SWITCHBOARD_KAFKA_PASSWORD": self.password(),
+                "SWITCHBOARD_KAFKA_CA_FILE": str(self.ca),
+            }
+        return env
+
+    def issue_client_certificate(self, name: str) -> Pem:
+        """A client certificate signed by this broker's CA, for mutual TLS."""
+        ca = Pem(self.ca, self.tls_dir / "ca.key")
+        return issue(ca, self.tls_dir, name, server=False)
+
+    def _listeners(self) -> list[str]:
+        controller = f"CONTROLLER://127.0.0.1:{self.controller_port}"
+        if not self.secure:
+            return [
+                f"listeners=PLAINTEXT://127.0.0.1:{self.port},{controller}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "inter.broker.listener.name=PLAINTEXT",
+            ]
+        keystore = self._certificates()
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        plain = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'user_{self.USERNAME}="{self.password()}";'
+        )
+        secure = (
+            f"SASL_SSL://127.0.0.1:{self.port},MTLS://127.0.0.1:{self.mtls_port},"
+            f"INTERNAL://127.0.0.1:{self.internal_port}"
+        )
+        return [
+            f"listeners={secure},{controller}",
+            f"advertised.listeners={secure}",
+            "listener.security.protocol.map="
+            "SASL_SSL:SASL_SSL,MTLS:SSL,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name=INTERNAL",
+            "sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+            f"listener.name.sasl_ssl.plain.sasl.jaas.config={plain}",
+            f"listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config={scram}",
+            f"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={scram}",
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={keystore}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={self.ca}",
+            "listener.name.mtls.ssl.client.auth=required",
+        ]
+
+    def _certificates(self) -> Path:
+        """The CA and the listener's keystore (key, then certificate), made once."""
+        keystore = self.tls_dir / "broker-keystore.pem"
+        if not keystore.exists():
+            ca = make_ca(self.tls_dir, "ca")
+            broker = issue(ca, self.tls_dir, "broker", server=True)
+            keystore.write_text(broker.key.read_text() + broker.cert.read_text())
+        return keystore
+
+    def _scram_users(self) -> list[str]:
+        """StorageTool arguments that create the SCRAM user as the storage is formatted
+        (KRaft keeps SCRAM credentials in its metadata log)."""
+        if not self.secure:
+            return []
+        return [
+            arg
+            for mechanism in ("SCRAM-SHA-256", "SCRAM-SHA-512")
+            for arg in (
+                "--add-scram",
+                f"{mechanism}=[name={self.USERNAME},password={self.password()}]",
+            )
+        ]
 
     def _write_config(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -120,11 +229,8 @@ class LocalBroker:
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                    *self._listeners(),
                     "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                    "inter.broker.listener.name=PLAINTEXT",
                     f"log.dirs={self.data_dir / 'logs'}",
                     "offsets.topic.replication.factor=1",
                     "offsets.topic.num.partitions=8",
@@ -160,10 +266,11 @@ class LocalBroker:
         if self.running():
             logger.info("Kafka already running on %s (pid %s)", self.bootstrap, self.pid())
             return
-        if _port_open(self.port):
-            raise ServiceUnavailable(
-                f"port {self.port} is taken by another process; stop it or choose another port"
-            )
+        for port in {self.port, self.internal_port, self.mtls_port or self.port}:
+            if _port_open(port):
+                raise ServiceUnavailable(
+                    f"port {port} is taken by another process; stop it or choose another port"
+                )
         props = self._write_config()
         cluster_id = self._cluster_id()
         subprocess.run(
@@ -175,6 +282,7 @@ class LocalBroker:
                 "-c",
                 str(props),
                 "--ignore-formatted",
+                *self._scram_users(),
             ),
             check=True,
             stdout=subprocess.DEVNULL,
@@ -211,7 +319,7 @@ class LocalBroker:
             if self.process is not None and self.process.poll() is not None:
                 break
             time.sleep(0.3)
-        client = AdminClient({"bootstrap.servers": self.bootstrap})
+        client = AdminClient({"bootstrap.servers": f"127.0.0.1:{self.internal_port}"})
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise ServiceUnavailable(

@@ -352,27 +352,48 @@ def _utc(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
+Secure = Annotated[
+    bool,
+    typer.Option(
+        help="SASL_SSL (PLAIN, SCRAM-SHA-256/512) with a CA of its own; data under "
+        "SWITCHBOARD_DATA_DIR/kafka-secure, client settings written to its client.env"
+    ),
+]
+
+
+def _broker_data(data: Path | None, secure: bool) -> Path:
+    # apart: SCRAM users are made when the storage is formatted, once
+    return data or _settings().data_dir / ("kafka-secure" if secure else "kafka")
+
+
 @broker_app.command("start")
 def broker_start(
     port: Annotated[int, typer.Option(help="Kafka listener port")] = 9092,
     data: Annotated[Path | None, typer.Option(help="broker data dir")] = None,
+    secure: Secure = False,
 ) -> None:
     """Fetch Kafka's jars (once) and start a single-node KRaft broker on 127.0.0.1."""
     from switchboard.broker import LocalBroker, kafka_version
 
-    settings = _settings()
-    broker = LocalBroker(data or settings.data_dir / "kafka", port=port)
+    broker = LocalBroker(_broker_data(data, secure), port=port, secure=secure)
     broker.start()
     console.print(f"Kafka {kafka_version()} on {broker.bootstrap} (pid {broker.pid()})")
+    if secure:
+        env = broker.data_dir / "client.env"
+        env.touch(mode=0o600)
+        env.write_text("".join(f"{k}={v}\n" for k, v in broker.client_env().items()))
+        console.print(f"SASL_SSL; client settings (with the password) in {env}: copy them to .env")
 
 
 @broker_app.command("stop")
-def broker_stop(data: Annotated[Path | None, typer.Option(help="broker data dir")] = None) -> None:
+def broker_stop(
+    data: Annotated[Path | None, typer.Option(help="broker data dir")] = None,
+    secure: Annotated[bool, typer.Option(help="the one started with --secure")] = False,
+) -> None:
     """Stop the broker started by `switchboard broker start`."""
     from switchboard.broker import LocalBroker
 
-    settings = _settings()
-    LocalBroker(data or settings.data_dir / "kafka").stop()
+    LocalBroker(_broker_data(data, secure)).stop()
     console.print("Kafka stopped")
 
 

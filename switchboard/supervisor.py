@@ -19,8 +19,9 @@ from types import FrameType
 from rich.console import Console
 from rich.panel import Panel
 
+from contract.errors import ConfigurationError
 from contract.kafka import ensure_topics
-from contract.settings import Settings
+from contract.settings import KafkaSecurityProtocol, Settings
 from query.auth import resolve_token
 from simulate.sender import Signer
 from switchboard.broker import LocalBroker, kafka_version
@@ -51,6 +52,13 @@ def _stop(name: str, proc: subprocess.Popen[bytes], timeout_s: float = 30) -> No
 
 def run_pipeline(settings: Settings, *, start_broker: bool = True) -> None:
     broker: LocalBroker | None = None
+    protocol = settings.kafka_security_protocol
+    if start_broker and protocol is not KafkaSecurityProtocol.PLAINTEXT:
+        raise ConfigurationError(
+            f"SWITCHBOARD_KAFKA_SECURITY_PROTOCOL={protocol.value}, but `switchboard run` starts "
+            "a plaintext broker: add --external-kafka (a local secured one: "
+            "`switchboard broker start --secure`)"
+        )
     if start_broker:
         port = int(settings.kafka_bootstrap.rsplit(":", 1)[1])
         broker = LocalBroker(settings.data_dir / "kafka", port=port)

@@ -35,6 +35,19 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
 
 
 @pytest.fixture(scope="session")
+def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
+    """A second broker, listening with SASL_SSL only: started by the tests that ask for it."""
+    broker = LocalBroker(
+        tmp_path_factory.mktemp("kafka-secure"), port=free_port(), heap="384m", secure=True
+    )
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
 def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("chdb")
 

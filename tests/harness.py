@@ -21,10 +21,11 @@ from typing import Any, Literal, TypeVar
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
+from contract.kafka import client_config, producer_config
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
 from processors.intake import intake_group
-from switchboard.broker import free_port
+from switchboard.broker import LocalBroker, free_port
 
 T = TypeVar("T")
 
@@ -70,6 +71,18 @@ def isolated_settings(bootstrap: str, data_dir: Path, **overrides: Any) -> Setti
         "api_token": "test-token",
     }
     return Settings(_env_file=None, **(fields | overrides))  # type: ignore[call-arg]
+
+
+def secure_settings(
+    broker: LocalBroker, data_dir: Path, mechanism: str = "SCRAM-SHA-256", **overrides: Any
+) -> Settings:
+    """`isolated_settings` of a client of a secure `LocalBroker`, as its users would set
+    them (`broker.client_env()`), with `overrides` on top."""
+    client = {
+        name.removeprefix("SWITCHBOARD_").lower(): value
+        for name, value in broker.client_env(mechanism).items()
+    }
+    return isolated_settings(broker.bootstrap, data_dir, **(client | overrides))
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -153,8 +166,8 @@ def read_topic(
     """Read `expect` records from the start of a topic (bounded wait); fails on fewer."""
     name = topic_name(topic, settings.topic_prefix)
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
+        client_config(settings)
+        | {
             "group.id": f"test-reader-{time.monotonic_ns()}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
@@ -260,9 +273,7 @@ def serve_in_thread(app: Any, port: int, *, timeout: float = 30.0) -> Iterator[s
 
 def records_on_topics(settings: Settings, timeout: float = 30.0) -> dict[str, int]:
     """How many records each of the test's topics (its prefix) holds, from the watermarks."""
-    consumer = Consumer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"counter-{time.time_ns()}"}
-    )
+    consumer = Consumer(client_config(settings) | {"group.id": f"counter-{time.time_ns()}"})
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -290,7 +301,7 @@ def warm_idempotence(settings: Settings, timeout: float = 60.0) -> None:
     """Wait until the broker hands out idempotent producer ids. A fresh broker takes
     seconds for its first one, longer than the edge's produce timeout, so a test's first
     callback would get a (correct) 503. The record goes to a topic outside the test's prefix."""
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True})
+    producer = Producer(client_config(settings) | {"enable.idempotence": True})
     producer.produce("switchboard-tests-warmup", b"warm")
     if producer.flush(timeout) != 0:
         raise AssertionError(f"no idempotent producer id within {timeout:.0f} s")
@@ -298,8 +309,6 @@ def warm_idempotence(settings: Settings, timeout: float = 60.0) -> None:
 
 def produce(settings: Settings, topic: Topic, records: Sequence[tuple[str | None, bytes]]) -> None:
     """Produce (key, value) records and wait for Kafka's acknowledgement of each."""
-    from contract.kafka import producer_config
-
     producer = Producer(producer_config(settings))
     failures: list[Any] = []
     name = topic_name(topic, settings.topic_prefix)
@@ -319,8 +328,8 @@ def produce(settings: Settings, topic: Topic, records: Sequence[tuple[str | None
 def _looking_at(settings: Settings, group: str) -> Iterator[Consumer]:
     """A consumer in `group` that only reads the group's offsets: it never subscribes."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
+        client_config(settings)
+        | {
             "group.id": group,
             "enable.auto.commit": False,
         }

@@ -20,6 +20,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from contract.envelope import Envelope
+from contract.kafka import client_config
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
 from processors.windows import WindowPlan
@@ -145,7 +146,7 @@ def expected_window_keys(bucket: int, plan: WindowPlan) -> set[tuple[int, float]
 
 
 def produce(settings: Settings, envelopes: list[Envelope]) -> None:
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 5})
+    producer = Producer(client_config(settings) | {"linger.ms": 5})
     for env in envelopes:
         topic = topic_name(env.kind.spec.raw_topic, settings.topic_prefix)
         producer.produce(topic, key=env.sid.encode(), value=env.to_bytes())
@@ -157,8 +158,8 @@ def read_all(settings: Settings, topic: Topic) -> list[Message]:
     """Every record on the topic now, partition by partition in offset order."""
     name = topic_name(topic, settings.topic_prefix)
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
+        client_config(settings)
+        | {
             "group.id": f"test-reader-{time.monotonic_ns()}",
             "enable.auto.commit": False,
         }

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
 from contract.settings import Settings
-from switchboard.broker import free_port
-from tests.harness import Stage, post_form, wait_for
+from switchboard.broker import LocalBroker, free_port
+from switchboard.tls import make_ca
+from tests.harness import Stage, post_form, secure_settings, wait_for
 
 SECRETS = {
     "signing_key": "sk-signing-9f8e7d6c5b4a",
@@ -16,6 +18,7 @@ SECRETS = {
     "signalwire_token": "PT-signalwire-0a9b8c7d",
 }
 CLICKHOUSE_PASSWORD = "pw-clickhouse-5e4d3c2b"
+KAFKA_PASSWORD = "pw-kafka-wrong-7f6e5d4c"
 
 
 def test_servers_bind_to_loopback_by_default() -> None:
@@ -70,3 +73,49 @@ def test_secrets_never_reach_the_logs(topics: Settings, tmp_path: Path) -> None:
     assert "did not answer" in sink.log()  # the sink did explain itself
     for secret in [*SECRETS.values(), CLICKHOUSE_PASSWORD]:
         assert secret not in logs
+
+
+STARTUP_S = 45.0  # well under the bounded start-up check's 30 tries of about 3 s each
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("fault", "named"),
+    [
+        ("wrong password", "SWITCHBOARD_KAFKA_USERNAME / SWITCHBOARD_KAFKA_PASSWORD"),
+        ("untrusted CA", "SWITCHBOARD_KAFKA_CA_FILE"),
+    ],
+)
+def test_refused_kafka_credentials_stop_every_stage_at_start_by_name(
+    secure_kafka: LocalBroker, tmp_path: Path, fault: str, named: str
+) -> None:
+    """Every stage exits 2 at once with the setting to fix, not after minutes of refused
+    reconnects; neither the wrong password nor the right one appears in its output."""
+    if fault == "wrong password":
+        settings = secure_settings(secure_kafka, tmp_path, kafka_password=KAFKA_PASSWORD)
+        reason = "SASL authentication failed"
+    else:
+        other = make_ca(tmp_path / "other", "other-ca")
+        settings = secure_settings(secure_kafka, tmp_path, kafka_ca_file=other.cert)
+        reason = "TLS handshake failed"
+    started = time.monotonic()
+    stages = [Stage(name, settings, tmp_path).start() for name in ("ingest", "process", "sink")]
+    try:
+        codes = {}
+        for stage in stages:
+            assert stage.proc is not None
+            left = STARTUP_S - (time.monotonic() - started)
+            codes[stage.name] = stage.proc.wait(max(left, 0.1))
+        took = time.monotonic() - started
+    finally:
+        for stage in stages:
+            if stage.alive():
+                stage.kill()
+    assert codes == {"ingest": 2, "process": 2, "sink": 2}
+    assert took < STARTUP_S
+    for stage in stages:
+        log = " ".join(stage.log().split())  # the console wraps the error line
+        assert f"error: {reason}" in log and named in log, log[-2000:]
+        assert KAFKA_PASSWORD not in log
+        assert secure_kafka.password() not in log

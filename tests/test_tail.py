@@ -18,6 +18,7 @@ from confluent_kafka import Producer
 from rich.console import Console
 
 from contract.events import Event
+from contract.kafka import client_config
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
 from switchboard.tail import TailView
@@ -57,7 +58,7 @@ def test_view_shows_changes_only_and_keeps_the_failed_table() -> None:
 
 @pytest.fixture
 def producer(topics: Settings) -> Iterator[Producer]:
-    producer = Producer({"bootstrap.servers": topics.kafka_bootstrap})
+    producer = Producer(client_config(topics))
     yield producer
     producer.flush(10)
 
