@@ -21,6 +21,7 @@ from confluent_kafka import Message, Producer
 from prometheus_client import Counter
 
 from contract.alerts import Alert
+from contract.deadletters import ALERT_DISPATCH, Reason
 from contract.forwards import ForwardKind, ForwardRequest
 from contract.kafka import sink_consumer_config
 from contract.settings import Settings
@@ -50,7 +51,7 @@ class AlertDispatch:
     def __init__(self, settings: Settings, store: Store, producer: Producer) -> None:
         self.settings = settings
         self.store = store
-        self.dispatcher = Dispatcher(settings, store, producer)
+        self.dispatcher = Dispatcher(settings, store, producer, ALERT_DISPATCH)
         if not (settings.alert_to and settings.forward_from):
             logger.warning(
                 "SWITCHBOARD_ALERT_TO or SWITCHBOARD_FORWARD_FROM unset: alerts get CSV "
@@ -62,12 +63,13 @@ class AlertDispatch:
             alert = Alert.from_bytes(msg.value() or b"")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             logger.error(
-                "skipping unreadable alert %s at %s: %s",
+                "unreadable alert %s at %s (%s); dead-lettered",
                 (msg.key() or b"-").decode(errors="replace"),
                 describe(msg),
                 exc,
             )
-            return True
+            message = f"unreadable alert: {exc}"
+            return self.dispatcher.dead_letter_record(msg, message, wait, Reason.UNREADABLE_RECORD)
         path = self.write_report(alert, wait)
         if path is None:
             return False
@@ -91,7 +93,7 @@ class AlertDispatch:
             call_sid=None,
             requested_at=alert.raised_at,
         )
-        return self.dispatcher.dispatch(request, wait) is not None
+        return self.dispatcher.dispatch(request, wait, source=msg) is not None
 
     def write_report(self, alert: Alert, wait: Wait) -> Path | None:
         """The alert's CSV (written once per alert id); None if stopping first."""
@@ -141,7 +143,7 @@ def alert_dispatch_consumer(
     dispatch = AlertDispatch(settings, store, producer)
     return per_record(
         settings,
-        name="alert-dispatch",
+        name=ALERT_DISPATCH,
         group=group,
         topic=topic_name(Topic.ALERTS, settings.topic_prefix),
         handler=dispatch.handle,
