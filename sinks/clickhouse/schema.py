@@ -181,6 +181,15 @@ TABLES: dict[str, str] = {
          provider_sid Nullable(String), attempts UInt32, error Nullable(String),
          requested_at DateTime64(3, 'UTC'), updated_at DateTime64(3, 'UTC'))
         ENGINE = ReplacingMergeTree(updated_at) ORDER BY forward_id""",
+    # Both dead-letter topics (contract.deadletters): one row per letter, its latest state
+    # (dead, or replayed until it is dead-lettered again).
+    "dead_letters": """
+        (letter_id String, reason LowCardinality(String), message String,
+         stage LowCardinality(String), topic LowCardinality(String),
+         `partition` Int32, `offset` Int64, `key` Nullable(String), sid Nullable(String),
+         raw String, raw_encoding LowCardinality(String), dead_at DateTime64(3, 'UTC'),
+         state LowCardinality(String), updated_at DateTime64(3, 'UTC'))
+        ENGINE = ReplacingMergeTree(updated_at) ORDER BY letter_id""",
 }
 
 # Per-minute figures by campaign and number (and account), from the window tables the
