@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import sys
 from contextlib import nullcontext
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from contract.deadletters import Reason
 from contract.errors import SwitchboardError
 from contract.settings import Settings, load_settings
 from query.reports import DESCRIPTIONS as REPORT_DESCRIPTIONS
@@ -247,6 +249,112 @@ def export_calls(
     The failed-calls columns; failed calls are in `export failed-calls`, as the seed's
     call tracker kept them apart."""
     _export("calls", output, Filters(since, until, campaign, number))
+
+
+dead_letters_app = typer.Typer(
+    help="Callbacks and SMS that could not be handled, kept whole: list them, and send them "
+    "back through the same path once the cause is fixed.\n\n"
+    "Reasons: "
+    + ", ".join(f"`{r.value}`" for r in Reason)
+    + ". A callback is dead-lettered only when it has no SID or no status (or its "
+    "envelope cannot be read); an unreadable value costs only itself (see `report params`).",
+    no_args_is_help=True,
+)
+app.add_typer(dead_letters_app, name="dead-letters")
+ReasonOption = Annotated[
+    str | None, typer.Option("--reason", help="only letters of this reason (e.g. no_status)")
+]
+
+
+class LetterStateChoice(StrEnum):
+    dead = "dead"
+    replayed = "replayed"
+    all = "all"
+
+
+@dead_letters_app.command("list")
+def dead_letters_list(
+    since: Since = None,
+    until: Until = None,
+    reason: ReasonOption = None,
+    state: Annotated[
+        LetterStateChoice,
+        typer.Option(help="dead (waiting for a replay), replayed, or all"),
+    ] = LetterStateChoice.dead,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="the newest this many")] = 100,
+    output: Annotated[
+        Format,
+        typer.Option("--format", help="table, or csv or json with every field and the raw record"),
+    ] = Format.table,
+) -> None:
+    """The dead letters, newest first: when, why, from which stage and topic, the SID, and
+    what exactly was wrong. The letter id names each one."""
+    from query.client import fetch_letters
+    from query.deadletters import LetterFilter
+    from switchboard.output import render
+
+    wanted = LetterFilter(
+        since=since,
+        until=until,
+        reason=reason,
+        state=None if state is LetterStateChoice.all else state.value,
+        limit=limit,
+    )
+    letters = fetch_letters(_settings(), wanted)
+    rows: list[dict[str, object]] = []
+    for letter in letters:
+        when = datetime.fromtimestamp(letter.dead_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        if output is not Format.table:
+            rows.append(dataclasses.asdict(letter) | {"dead_at": when})
+            continue
+        row: dict[str, object] = {"dead_at": when, "reason": letter.reason}  # for people
+        row |= {"topic": letter.topic, "sid": letter.sid, "message": letter.message}
+        if state is LetterStateChoice.all:
+            row["state"] = letter.state
+        rows.append(row)
+    render(rows, output.value, title=f"{len(rows)} dead letters, state {state.value} (UTC)")
+
+
+@dead_letters_app.command("replay")
+def dead_letters_replay(
+    reason: ReasonOption = None,
+    since: Since = None,
+    until: Until = None,
+    include_replayed: Annotated[
+        bool, typer.Option(help="also letters replayed before (they count once all the same)")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option(help="say what would be replayed, send nothing")] = False,
+) -> None:
+    """Send dead letters back through the same path, once their cause is fixed.
+
+    Each original record goes back to its topic and partition with its key, as it was (a
+    callback keeps its receipt time), through the same stage as the first time. What
+    succeeds counts once however often it is replayed; what fails again is dead again,
+    the same letter."""
+    from query.deadletters import LetterFilter
+    from switchboard.deadletters import replay
+    from switchboard.output import render
+
+    wanted = LetterFilter(
+        since=since,
+        until=until,
+        reason=reason,
+        state=None if include_replayed else "dead",
+    )
+    with console.status("replaying dead letters", spinner="dots") as status:
+        counted = replay(
+            _settings(),
+            wanted,
+            dry_run=dry_run,
+            progress=lambda n: status.update(f"replayed {n} dead letters"),
+        )
+    total = sum(counted.values())
+    rows = [
+        {"reason": reason, "topic": topic, "letters": n}
+        for (reason, topic), n in sorted(counted.items())
+    ]
+    verb = "would replay" if dry_run else "replayed"
+    render(rows, "table", title=f"{verb} {total} dead letters")
 
 
 @app.command()

@@ -73,7 +73,8 @@ FORWARD_COLUMNS = (
 
 def is_replay(msg: Message) -> bool:
     """Whether `msg` was put back on its topic by `switchboard dead-letters replay`."""
-    return any(name == REPLAY_HEADER for name, _ in msg.headers() or ())
+    headers = msg.headers() or {}
+    return REPLAY_HEADER in (headers if isinstance(headers, dict) else dict(headers))
 
 
 class Dispatcher:
@@ -154,14 +155,16 @@ class Dispatcher:
         does not take it. False if the caller is stopping first. Its default reason is the
         runtime's: handling it kept raising."""
         key = (msg.key() or b"").decode(errors="replace") or None
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        assert topic is not None and partition is not None and offset is not None  # consumed
         letter = DeadLetter.of(
             msg.value() or b"",
             reason=reason,
             message=message,
             stage=self.stage,
-            topic=Topic(msg.topic().removeprefix(self.settings.topic_prefix)),
-            partition=msg.partition(),
-            offset=msg.offset(),
+            topic=Topic(topic.removeprefix(self.settings.topic_prefix)),
+            partition=partition,
+            offset=offset,
             key=key,
             sid=key,  # forwards are keyed by forward id, alerts by alert id
             at=time.time(),
