@@ -435,6 +435,13 @@ def simulate(
         float, typer.Option(help="share of callbacks the provider retries")
     ] = 0.0,
     reorder: Annotated[float, typer.Option(help="share of callbacks that arrive late")] = 0.0,
+    unreadable: Annotated[
+        float,
+        typer.Option(
+            help="share of callbacks with one typed value that is not one (AudioInMos N/A, "
+            "a Timestamp in ISO 8601, a CallDuration of 12s); the truth counts without them"
+        ),
+    ] = 0.0,
     campaign: Annotated[
         list[str] | None, typer.Option(help="campaign tag (repeat for several)")
     ] = None,
@@ -482,6 +489,7 @@ def simulate(
         sms_mix=SmsMix(delivered, undelivered, failed, no_receipt),
         duplicate_rate=duplicates,
         reorder_rate=reorder,
+        unreadable_rate=unreadable,
     )
     traffic = generate(scenario, Thresholds.from_settings(settings))
     truth.parent.mkdir(parents=True, exist_ok=True)
