@@ -59,8 +59,12 @@ class LetterState(StrEnum):
     REPLAYED = "replayed"  # sent back to its topic, and not dead-lettered again since
 
 
-# The stages that dead-letter, by the topics they read (the runtime consumers' names).
-INTAKE, FORWARDS, ALERT_DISPATCH = "intake", "forwards", "alert-dispatch"
+class Stage(StrEnum):
+    """The stages that dead-letter: the names of their consumers."""
+
+    INTAKE = "intake"  # the raw callback topics
+    FORWARDS = "forwards"  # the forwards topic
+    ALERT_DISPATCH = "alert-dispatch"  # the alerts topic
 
 
 def letter_id(topic: str, raw: bytes) -> str:
@@ -70,7 +74,7 @@ def letter_id(topic: str, raw: bytes) -> str:
 
 def dead_letter_topic(stage: str) -> Topic:
     """Where a stage's letters go (and the replay markers of its letters)."""
-    return Topic.CALLBACKS_DEAD_LETTER if stage == INTAKE else Topic.FORWARDS_DEAD_LETTER
+    return Topic.CALLBACKS_DEAD_LETTER if stage == Stage.INTAKE else Topic.FORWARDS_DEAD_LETTER
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +82,7 @@ class DeadLetter:
     letter_id: str
     reason: str  # a `Reason` value; a newer producer's reason is kept as it is
     message: str  # for people: what exactly was wrong
-    stage: str  # INTAKE, FORWARDS, ALERT_DISPATCH
+    stage: str  # a `Stage` value
     topic: str  # the original record's topic, without the deployment's prefix
     partition: int  # where it was read; -1 when not known (letters of older versions)
     offset: int
@@ -97,7 +101,7 @@ class DeadLetter:
         *,
         reason: Reason,
         message: str,
-        stage: str,
+        stage: Stage,
         topic: Topic,
         partition: int,
         offset: int,
@@ -114,7 +118,7 @@ class DeadLetter:
             letter_id(topic.value, raw),
             reason.value,
             message,
-            stage,
+            stage.value,
             topic.value,
             partition,
             offset,
@@ -186,16 +190,16 @@ def _legacy(data: dict[str, Any], prefix: str) -> DeadLetter:
         status = data.get("status")
         refused = isinstance(status, int) and 400 <= status < 500 and status != 429
         reason = Reason.FORWARD_REJECTED if refused else Reason.PROVIDER_UNAVAILABLE
-        stage, topic, raw = FORWARDS, Topic.FORWARDS, orjson.dumps(request)
+        stage, topic, raw = Stage.FORWARDS, Topic.FORWARDS, orjson.dumps(request)
         sid, at = str(request["forward_id"]), float(request["requested_at"])
     elif "topic" in data:  # the dispatchers: a record that could not be read or handled
         topic = Topic(str(data["topic"]).removeprefix(prefix))
-        stage = ALERT_DISPATCH if topic is Topic.ALERTS else FORWARDS
+        stage = Stage.ALERT_DISPATCH if topic is Topic.ALERTS else Stage.FORWARDS
         raw, sid = str(data["raw"]).encode(), data.get("forward_id")
         reason = _legacy_reason(message, Reason.HANDLER_FAILED)
         partition, offset = int(data["partition"]), int(data["offset"])
     else:  # the intake: a callback it could not normalize
-        stage, topic = INTAKE, CallbackKind(data["kind"]).spec.raw_topic
+        stage, topic = Stage.INTAKE, CallbackKind(data["kind"]).spec.raw_topic
         raw = str(data["raw"]).encode()
         reason = _legacy_reason(message, Reason.BAD_ENVELOPE)
         try:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from contract.deadletters import INTAKE, DeadLetter
+from contract.deadletters import DeadLetter, Stage
 from contract.errors import BadCallback
 from contract.forwards import ForwardRequest
 from contract.kinds import CallbackKind
@@ -77,7 +77,7 @@ def process_batch(
                     raw.value,
                     reason=exc.code,
                     message=exc.reason,
-                    stage=INTAKE,
+                    stage=Stage.INTAKE,
                     topic=raw.kind.spec.raw_topic,
                     partition=raw.partition,
                     offset=raw.offset,

@@ -21,7 +21,7 @@ from confluent_kafka import Message, Producer
 from prometheus_client import Counter
 
 from contract.alerts import Alert
-from contract.deadletters import ALERT_DISPATCH, Reason
+from contract.deadletters import Reason, Stage
 from contract.forwards import ForwardKind, ForwardRequest
 from contract.kafka import sink_consumer_config
 from contract.settings import Settings
@@ -51,7 +51,7 @@ class AlertDispatch:
     def __init__(self, settings: Settings, store: Store, producer: Producer) -> None:
         self.settings = settings
         self.store = store
-        self.dispatcher = Dispatcher(settings, store, producer, ALERT_DISPATCH)
+        self.dispatcher = Dispatcher(settings, store, producer, Stage.ALERT_DISPATCH)
         if not (settings.alert_to and settings.forward_from):
             logger.warning(
                 "SWITCHBOARD_ALERT_TO or SWITCHBOARD_FORWARD_FROM unset: alerts get CSV "
@@ -143,7 +143,7 @@ def alert_dispatch_consumer(
     dispatch = AlertDispatch(settings, store, producer)
     return per_record(
         settings,
-        name=ALERT_DISPATCH,
+        name=Stage.ALERT_DISPATCH,
         group=group,
         topic=topic_name(Topic.ALERTS, settings.topic_prefix),
         handler=dispatch.handle,

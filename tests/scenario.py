@@ -31,7 +31,7 @@ from collections import defaultdict
 from typing import Any
 
 from contract.alerts import Alert, AlertType, ScopeType, make_alert_id, scope_key
-from contract.deadletters import DeadLetter, Reason
+from contract.deadletters import DeadLetter, Reason, Stage
 from contract.events import Event
 from contract.kinds import CallbackKind
 from contract.topics import Topic
@@ -185,7 +185,7 @@ def insert_alerts(store: Store, batch: list[Alert]) -> None:
     store.insert_json("alerts", columns, b"\n".join(a.to_bytes() for a in batch))
 
 
-def letter(raw: bytes, reason: Reason, stage: str, topic: Topic, at: float) -> DeadLetter:
+def letter(raw: bytes, reason: Reason, stage: Stage, topic: Topic, at: float) -> DeadLetter:
     return DeadLetter.of(
         raw,
         reason=reason,

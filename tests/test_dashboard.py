@@ -12,7 +12,7 @@ import httpx2
 import pytest
 
 from contract.alerts import Alert, AlertType, ScopeType, make_alert_id, scope_key
-from contract.deadletters import Reason
+from contract.deadletters import Reason, Stage
 from contract.topics import Topic
 from query.api import create_api
 from sinks.clickhouse.store import Store
@@ -147,7 +147,7 @@ def test_dashboard_shows_the_campaign_live_in_chromium(
         # A callback is dead-lettered: its count and reason show.
         statusless = callbacks.sms("SM012", "", campaign="fall-promo").to_bytes()
         dead = scenario.letter(
-            statusless, Reason.NO_STATUS, "intake", Topic.CALLBACKS_SMS, time.time()
+            statusless, Reason.NO_STATUS, Stage.INTAKE, Topic.CALLBACKS_SMS, time.time()
         )
         scenario.insert_letters(store, [dead])
         browser.wait_for(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import orjson
 
-from contract.deadletters import DeadLetter, LetterState, Reason, letter_id
+from contract.deadletters import DeadLetter, LetterState, Reason, Stage, letter_id
 from contract.topics import Topic
 from tests.callbacks import sms
 
@@ -14,7 +14,7 @@ def letter(raw: bytes, **overrides: object) -> DeadLetter:
     fields: dict[str, object] = {
         "reason": Reason.NO_STATUS,
         "message": "MessageStatus is missing",
-        "stage": "intake",
+        "stage": Stage.INTAKE,
         "topic": Topic.CALLBACKS_SMS,
         "partition": 2,
         "offset": 41,

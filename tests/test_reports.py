@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from contract.deadletters import Reason
+from contract.deadletters import Reason, Stage
 from contract.topics import Topic
 from query.deadletters import LetterFilter, find_letters
 from query.reports import REPORTS, Filters, run_report
@@ -197,9 +197,9 @@ def test_unknown_statuses_and_parameters_unreadable_values_and_dead_letters_are_
     scenario.insert_events(store, [held])
     statusless = sms_envelope("SM901", "", at=base + 6, campaign="spring-sale").to_bytes()
     letters = [
-        scenario.letter(statusless, Reason.NO_STATUS, "intake", Topic.CALLBACKS_SMS, base + 7),
-        scenario.letter(b"{}", Reason.FORWARD_REJECTED, "forwards", Topic.FORWARDS, base + 8),
-        scenario.letter(b"[]", Reason.NO_STATUS, "intake", Topic.CALLBACKS_VOICE, base + 9),
+        scenario.letter(statusless, Reason.NO_STATUS, Stage.INTAKE, Topic.CALLBACKS_SMS, base + 7),
+        scenario.letter(b"{}", Reason.FORWARD_REJECTED, Stage.FORWARDS, Topic.FORWARDS, base + 8),
+        scenario.letter(b"[]", Reason.NO_STATUS, Stage.INTAKE, Topic.CALLBACKS_VOICE, base + 9),
     ]
     replayed = letters[2].replayed(at=base + 10)
     scenario.insert_letters(store, [*letters, replayed])

@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from contract.alerts import Alert, AlertType, make_alert_id
-from contract.deadletters import Reason
+from contract.deadletters import Reason, Stage
 from contract.settings import Settings
 from contract.topics import Topic
 from contract.windows import CallWindow, DeliveryWindow
@@ -318,9 +318,9 @@ def test_dead_letters_of_both_topics_and_every_version_are_one_row_each(
     written twice (a stage that crashed before its commit) and one replayed: a row per
     letter, in its latest state."""
     statusless = callback("SM1", "", at=T0).to_bytes()
-    no_status = scenario.letter(statusless, Reason.NO_STATUS, "intake", Topic.CALLBACKS_SMS, T0)
-    again = scenario.letter(statusless, Reason.NO_STATUS, "intake", Topic.CALLBACKS_SMS, T0 + 1)
-    refused = scenario.letter(b'{"forward_id": "RE1"}', Reason.FORWARD_REJECTED, "forwards",
+    no_status = scenario.letter(statusless, Reason.NO_STATUS, Stage.INTAKE, Topic.CALLBACKS_SMS, T0)
+    again = scenario.letter(statusless, Reason.NO_STATUS, Stage.INTAKE, Topic.CALLBACKS_SMS, T0 + 1)
+    refused = scenario.letter(b'{"forward_id": "RE1"}', Reason.FORWARD_REJECTED, Stage.FORWARDS,
                               Topic.FORWARDS, T0 + 2)  # fmt: skip
     legacy = {"kind": "voice", "reason": "AudioInMos='N/A' is not a valid float", "raw": "{}"}
     produce(

@@ -29,7 +29,7 @@ from enum import StrEnum
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import Counter
 
-from contract.deadletters import REPLAY_HEADER, DeadLetter, Reason
+from contract.deadletters import REPLAY_HEADER, DeadLetter, Reason, Stage
 from contract.forwards import ForwardRequest
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
@@ -80,7 +80,7 @@ def is_replay(msg: Message) -> bool:
 class Dispatcher:
     """`stage`: the consumer it sends for (its dead letters say so)."""
 
-    def __init__(self, settings: Settings, store: Store, producer: Producer, stage: str) -> None:
+    def __init__(self, settings: Settings, store: Store, producer: Producer, stage: Stage) -> None:
         self.settings = settings
         self.store = store
         self.stage = stage
@@ -138,9 +138,9 @@ class Dispatcher:
                 request, State.SENT, attempts=result.attempts, provider_sid=result.value, wait=wait
             )
         error = str(result.error)
-        refused = Reason.PROVIDER_UNAVAILABLE if result.error.retryable else Reason.FORWARD_REJECTED
+        reason = Reason.PROVIDER_UNAVAILABLE if result.error.retryable else Reason.FORWARD_REJECTED
         message = f"{kind} forward {fid} to {request.to}: {error} ({result.attempts} tries)"
-        if not self.dead_letter_record(source, message, wait, reason=refused):
+        if not self.dead_letter_record(source, message, wait, reason):
             return None
         logger.error(
             "%s forward %s dead-lettered after %d tries: %s", kind, fid, result.attempts, error

@@ -12,7 +12,7 @@ import logging
 import orjson
 from confluent_kafka import Message, Producer
 
-from contract.deadletters import FORWARDS, Reason
+from contract.deadletters import Reason, Stage
 from contract.forwards import ForwardRequest
 from contract.kafka import sink_consumer_config
 from contract.settings import Settings
@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 def forwards_consumer(
     settings: Settings, store: Store, producer: Producer, *, group: str
 ) -> ConsumerRuntime:
-    dispatcher = Dispatcher(settings, store, producer, FORWARDS)
+    dispatcher = Dispatcher(settings, store, producer, Stage.FORWARDS)
 
     def handle(msg: Message, wait: Wait) -> bool:
         try:
@@ -41,7 +41,7 @@ def forwards_consumer(
 
     return per_record(
         settings,
-        name=FORWARDS,
+        name=Stage.FORWARDS,
         group=group,
         topic=topic_name(Topic.FORWARDS, settings.topic_prefix),
         handler=handle,
