@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contract.deadletters import Reason
+
 
 class SwitchboardError(Exception):
     """Base of every error that Switchboard raises on purpose."""
@@ -16,12 +18,16 @@ class ServiceUnavailable(SwitchboardError):
 
 
 class BadCallback(SwitchboardError):
-    """A callback that cannot be accepted or normalized; `reason` is for logs and DLQs."""
+    """A callback that cannot be accepted or normalized; `reason` is for logs and people,
+    `code` the dead-letter reason when the intake meets it."""
 
-    def __init__(self, reason: str, *, sid: str | None = None) -> None:
+    def __init__(
+        self, reason: str, *, sid: str | None = None, code: Reason = Reason.BAD_ENVELOPE
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.sid = sid
+        self.code = code
 
 
 class DeliveryFailed(SwitchboardError):

@@ -1,11 +1,13 @@
 """The normalized event: one callback after parsing, what processors and sinks use.
 
 `values` maps snake_case column names (see `contract.kinds`) to typed values:
-str, int, float, or None for an absent parameter; timestamps are epoch seconds.
+str, int, float, or None for an absent or unreadable parameter; timestamps are epoch
+seconds. `parse_errors` keeps the raw text of each unreadable one, by parameter name.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +21,9 @@ EVENT_VERSION = 1
 # How every `Event.to_bytes` starts, up to its kind's value (it writes these two keys
 # first, compact): the ClickHouse writer routes a record by its kind without parsing it.
 KIND_PREFIX = orjson.dumps({"v": EVENT_VERSION, "kind": ""})[: -len(b'"}')]
+# The parse errors of nearly every event: one shared empty map, never changed (typed as
+# a Mapping), so that the intake makes no object per callback for them.
+NO_PARSE_ERRORS: Mapping[str, str] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +37,8 @@ class Event:
     values: dict[str, Any]
     tags: dict[str, str] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)  # parameters we have no column for
+    # unreadable parameters (their typed value is None): name -> raw text
+    parse_errors: Mapping[str, str] = field(default_factory=dict)
 
     def get(self, column: str) -> Any:
         return self.values.get(column)
@@ -50,6 +57,7 @@ class Event:
                 "values": self.values,
                 "tags": self.tags,
                 "extra": self.extra,
+                "parse_errors": self.parse_errors,
             }
         )
 
@@ -67,6 +75,7 @@ class Event:
                 values=d["values"],
                 tags=d.get("tags") or {},
                 extra=d.get("extra") or {},
+                parse_errors=d.get("parse_errors") or NO_PARSE_ERRORS,
             )
         except (orjson.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
             raise BadCallback(f"undecodable event: {exc}") from None

@@ -2,7 +2,9 @@
 
 Every callback that can be read becomes an event for the `events` topic (duplicates
 too: ClickHouse de-duplicates them), on the partition it came from, so one SID's
-events stay in order. A callback that cannot be read becomes a dead-letter record.
+events stay in order. A callback that cannot be taken (no SID, no status, an unreadable
+envelope) becomes a dead letter holding the raw record; one with an unreadable typed value
+is an event like the others, that value NULL (see `contract.normalize`).
 Callbacks that change their SID's state become a status-change record, window
 increments for their scopes, and (recordings, transcriptions) forward requests.
 The store is updated in memory as the batch goes, so a later callback of the same
@@ -12,9 +14,11 @@ SID in the batch sees the earlier one.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from contract.deadletters import DeadLetter, Stage
 from contract.errors import BadCallback
 from contract.forwards import ForwardRequest
 from contract.kinds import CallbackKind
@@ -40,7 +44,7 @@ class Raw:
 @dataclass(slots=True)
 class BatchOutput:
     events: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # partition, key, value
-    dead_letters: list[tuple[CallbackKind, bytes | None, bytes]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
     transitions: dict[int, TransitionBatch] = field(default_factory=dict)  # by target partition
     forwards: list[ForwardRequest] = field(default_factory=list)
     state: list[tuple[int, bytes, bytes]] = field(default_factory=list)  # partition, key, record
@@ -60,17 +64,26 @@ def process_batch(
             event = normalizer.read(raw.kind, raw.value)
         except BadCallback as exc:
             logger.warning(
-                "dead-lettered %s callback sid=%s offset=%d: %s",
+                "dead-lettered %s callback sid=%s partition=%d offset=%d: %s (%s)",
                 raw.kind,
                 exc.sid or "-",
+                raw.partition,
                 raw.offset,
                 exc.reason,
+                exc.code,
             )
             out.dead_letters.append(
-                (
-                    raw.kind,
-                    exc.sid.encode() if exc.sid else None,
-                    normalizer.dead_letter_record(raw.kind, raw.value, exc.reason),
+                DeadLetter.of(
+                    raw.value,
+                    reason=exc.code,
+                    message=exc.reason,
+                    stage=Stage.INTAKE,
+                    topic=raw.kind.spec.raw_topic,
+                    partition=raw.partition,
+                    offset=raw.offset,
+                    key=exc.sid,  # the edge keys a callback by its SID
+                    sid=exc.sid,
+                    at=time.time(),
                 )
             )
             continue

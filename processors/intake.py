@@ -51,6 +51,7 @@ from processors.sidstore import SidStore
 from processors.state import SidState, state_from_record
 from processors.windows import WindowPlan
 from runtime.consumer import ConsumerRuntime, Offsets
+from runtime.deadletters import DEAD_LETTERS
 
 logger = logging.getLogger(__name__)
 
@@ -265,8 +266,8 @@ class Intake:
         for partition, key, value in out.events:
             self._produce(events, key, value, partition, acked)
         dead_letter = self._name(Topic.CALLBACKS_DEAD_LETTER)
-        for _, sid, value in out.dead_letters:
-            self._produce(dead_letter, sid, value, None, acked)
+        for letter in out.dead_letters:
+            self._produce(dead_letter, letter.letter_id.encode(), letter.to_bytes(), None, acked)
         transitions = self._name(Topic.TRANSITIONS)
         for partition, record in out.transitions.items():
             self._produce(transitions, None, record.to_bytes(), partition, acked)
@@ -304,8 +305,8 @@ class Intake:
             metrics.EVENTS.labels(kind).inc(n)
         metrics.TRANSITIONS.inc(out.changes)
         metrics.UNCHANGED.inc(out.unchanged)
-        for kind, _, _ in out.dead_letters:
-            metrics.DEAD_LETTERED.labels(kind).inc()
+        for letter in out.dead_letters:
+            DEAD_LETTERS.labels(letter.stage, letter.reason).inc()
         metrics.BATCH_SECONDS.observe(processing + publishing)
         logger.info(
             "intake batch: %d callbacks, %d transitions, %d unchanged, %d dead-lettered, "

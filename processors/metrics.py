@@ -5,9 +5,6 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS = Counter("switchboard_process_events_total", "Callbacks read by the intake", ["kind"])
-DEAD_LETTERED = Counter(
-    "switchboard_process_dead_letter_total", "Callbacks that could not be normalized", ["kind"]
-)
 TRANSITIONS = Counter("switchboard_process_transitions_total", "Real per-SID status changes")
 UNCHANGED = Counter(
     "switchboard_process_unchanged_total", "Duplicate or late lower-status callbacks"

@@ -1,9 +1,8 @@
-"""Raw callback bytes to a normalized `Event`, or the dead-letter record saying why not."""
+"""Raw callback bytes to a normalized `Event`, or `BadCallback` with its dead-letter reason."""
 
 from __future__ import annotations
 
-import orjson
-
+from contract.deadletters import Reason
 from contract.envelope import Envelope
 from contract.errors import BadCallback
 from contract.events import Event
@@ -15,15 +14,6 @@ def read(kind: CallbackKind, raw: bytes) -> Event:
     """The event of a raw record from the topic of `kind`; BadCallback if it has none."""
     envelope = Envelope.from_bytes(raw)
     if envelope.kind is not kind:
-        raise BadCallback(f"{envelope.kind} envelope on the {kind} topic", sid=envelope.sid)
-    try:
-        return normalize(envelope)
-    except BadCallback as exc:
-        exc.sid = exc.sid or envelope.sid
-        raise
-
-
-def dead_letter_record(kind: CallbackKind, raw: bytes, reason: str) -> bytes:
-    return orjson.dumps(
-        {"kind": kind.value, "reason": reason, "raw": raw.decode("utf-8", errors="replace")}
-    )
+        reason = f"{envelope.kind} envelope on the {kind} topic"
+        raise BadCallback(reason, sid=envelope.sid, code=Reason.WRONG_KIND)
+    return normalize(envelope)

@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from query import exports
 from query.auth import token_matches
+from query.deadletters import LetterFilter, find_letters
 from query.reports import REPORTS, Filters, run_report
 from sinks.clickhouse.store import Store
 
@@ -51,6 +52,7 @@ DASHBOARD_PANELS = (
     "alerts",
     "firing",
     "failure-windows",
+    "dead-letters",
 )
 SNAPSHOT_S = 1.0  # how long one computation of the panels serves every viewer
 # The page may talk to its own origin only: no CDN, no third party, works offline.
@@ -178,6 +180,23 @@ def create_api(store: Store, token: str, *, defaults: Filters | None = None) -> 
             },
         )
 
+    def dead_letters(request: Request) -> Response:
+        """The letters themselves, raw records included (`query.deadletters`)."""
+        q = request.query_params
+        try:
+            wanted = LetterFilter(
+                since=datetime.fromisoformat(q["since"]) if q.get("since") else None,
+                until=datetime.fromisoformat(q["until"]) if q.get("until") else None,
+                reason=q.get("reason") or None,
+                state=q.get("state") or None,
+                after=q.get("after"),
+                limit=min(max(1, int(q.get("limit") or 1000)), 10_000),
+            )
+        except ValueError as exc:
+            return JSONResponse({"error": f"bad filter: {exc}"}, 400)
+        letters = find_letters(store, wanted)
+        return JSONResponse({"letters": [dataclasses.asdict(letter) for letter in letters]})
+
     async def dashboard(request: Request) -> Response:
         return FileResponse(DASHBOARD_DIR / "index.html", headers=PAGE_HEADERS)
 
@@ -192,6 +211,7 @@ def create_api(store: Store, token: str, *, defaults: Filters | None = None) -> 
             Route("/api/reports/{name}", report),
             Route("/api/dashboard", dashboard_data),
             Route("/api/exports/{name}", export),
+            Route("/api/dead-letters", dead_letters),
             Route("/dashboard", dashboard),
             Mount("/dashboard/static", StaticFiles(directory=DASHBOARD_DIR), name="static"),
             Route("/", home),

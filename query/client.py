@@ -15,10 +15,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from contract.deadletters import DeadLetter
 from contract.errors import SwitchboardError
 from contract.settings import Settings
 from query import exports
 from query.auth import read_token
+from query.deadletters import LetterFilter, find_letters
 from query.reports import Filters, run_report
 from sinks.clickhouse.schema import migrate
 from sinks.clickhouse.store import Store
@@ -39,11 +41,9 @@ def filter_params(filters: Filters) -> dict[str, str]:
     return {k: v for k, v in params.items() if v}
 
 
-def _open_api(settings: Settings, path: str, filters: Filters) -> Any | None:
+def _open_api(settings: Settings, path: str, query: dict[str, str]) -> Any | None:
     """The API's response, or None when no query API is running."""
-    url = f"http://{settings.api_host}:{settings.api_port}{path}?" + urllib.parse.urlencode(
-        filter_params(filters)
-    )
+    url = f"http://{settings.api_host}:{settings.api_port}{path}?" + urllib.parse.urlencode(query)
     request = urllib.request.Request(
         url, headers={"Authorization": f"Bearer {read_token(settings)}"}
     )
@@ -67,13 +67,22 @@ def _direct_store(settings: Settings) -> Iterator[Store]:
 
 
 def fetch_report(settings: Settings, name: str, filters: Filters) -> list[dict[str, Any]]:
-    response = _open_api(settings, f"/api/reports/{name}", filters)
+    response = _open_api(settings, f"/api/reports/{name}", filter_params(filters))
     if response is not None:
         with response:
             rows: list[dict[str, Any]] = json.loads(response.read())["rows"]
             return rows
     with _direct_store(settings) as store:
         return run_report(store, name, filters)
+
+
+def fetch_letters(settings: Settings, wanted: LetterFilter) -> list[DeadLetter]:
+    response = _open_api(settings, "/api/dead-letters", wanted.query())
+    if response is not None:
+        with response:
+            return [DeadLetter(**row) for row in json.loads(response.read())["letters"]]
+    with _direct_store(settings) as store:
+        return find_letters(store, wanted)
 
 
 @dataclass
@@ -87,7 +96,7 @@ class ExportStream:
 
 @contextlib.contextmanager
 def open_export(settings: Settings, name: str, filters: Filters) -> Iterator[ExportStream]:
-    response = _open_api(settings, f"/api/exports/{name}", filters)
+    response = _open_api(settings, f"/api/exports/{name}", filter_params(filters))
     if response is not None:
         with response:
             reader = csv.reader(io.TextIOWrapper(response, encoding="utf-8", newline=""))

@@ -102,7 +102,7 @@ def build() -> dict[str, Any]:
         _panel(
             "Delivery, alerts and calls", "stat", summary, (0, 0, 24, 4),
             **_stat_fields(
-                "/^(delivery_rate|messages|alerts|calls|minutes|avg_mos)$/",
+                "/^(delivery_rate|messages|alerts|calls|minutes|avg_mos|dead_letters)$/",
                 {"delivery_rate": "percentunit"},
             ),
         ),
@@ -139,6 +139,7 @@ def build() -> dict[str, Any]:
         _panel("Call statistics", "table", grafana_sql("calls"), (0, 22, 12, 8)),
         _panel("Alerts", "table", grafana_sql("alerts"), (12, 22, 12, 8)),
         _panel("Failure windows", "table", grafana_sql("failure-windows"), (0, 30, 24, 8)),
+        _panel("Dead letters", "table", grafana_sql("dead-letters"), (0, 38, 24, 6)),
     ]  # fmt: skip
     for number, panel in enumerate(panels, 1):
         panel["id"] = number

@@ -17,6 +17,7 @@ from typing import Any
 
 from contract.alerts import ScopeType
 from contract.error_codes import meaning
+from contract.kinds import SPECS, KindSpec
 from contract.settings import Settings
 from sinks.clickhouse.store import Store
 
@@ -46,8 +47,8 @@ class Filters:
 
     def parameters(self) -> dict[str, Any]:
         return {
-            "since": _utc(self.since) or datetime(1970, 1, 1),
-            "until": _utc(self.until) or datetime(2200, 1, 1),
+            "since": utc(self.since) or datetime(1970, 1, 1),
+            "until": utc(self.until) or datetime(2200, 1, 1),
             "campaign": self.campaign or "",
             "number": self.number or "",
             "unconfirmed_after_s": self.unconfirmed_after_s,
@@ -57,18 +58,22 @@ class Filters:
         }
 
 
-def _utc(moment: datetime | None) -> datetime | None:
+def utc(moment: datetime | None) -> datetime | None:
     """Naive times are UTC already; aware ones are converted (ClickHouse gets naive UTC)."""
     if moment is None or moment.tzinfo is None:
         return moment
     return moment.astimezone(UTC).replace(tzinfo=None)
 
 
-_WHERE = """
+_IN_TIME_AND_CAMPAIGN = """
     received_at >= {since:DateTime64(3, 'UTC')} AND received_at < {until:DateTime64(3, 'UTC')}
-    AND ({campaign:String} = '' OR campaign = {campaign:String})
+    AND ({campaign:String} = '' OR campaign = {campaign:String})"""
+_WHERE = (
+    _IN_TIME_AND_CAMPAIGN
+    + """
     AND ({number:String} = '' OR `from` = {number:String} OR `to` = {number:String})
 """
+)
 
 # The state a SID has reached: the highest rank, the first received among equals.
 # (A Nullable column goes through tuple(): argMin would skip its NULLs otherwise.)
@@ -77,6 +82,29 @@ _STATE_ORDER = "(-status_rank, received_at)"
 
 def _final(final: bool) -> str:
     return " FINAL" if final else ""
+
+
+def _kind_where(spec: KindSpec) -> str:
+    """`_WHERE` for any kind's event table; a kind with no From and To (recordings) has
+    no callback of a given number."""
+    if {"From", "To"} <= {p.name for p in spec.params}:
+        return _WHERE
+    return _IN_TIME_AND_CAMPAIGN + " AND {number:String} = ''"
+
+
+def _each_kind(select: str) -> str:
+    """`select` over every kind's event table, UNION ALL: `{table}`, `{kind}`,
+    `{status}` (the status column) and `{status_param}` are filled in per kind."""
+    return "\n    UNION ALL\n".join(
+        select.format(
+            table=f"{{db}}.{spec.table} FINAL",
+            kind=kind.value,
+            status=spec.status_column,
+            status_param=spec.status_param,
+            where=_kind_where(spec),
+        )
+        for kind, spec in SPECS.items()
+    )
 
 
 def messages_sql(extra_where: str = "", *, final: bool = True) -> str:
@@ -285,10 +313,62 @@ FAILURE_WINDOWS = f"""
     LIMIT {{limit:UInt32}}
 """
 
-# The dashboard's headline figures and status funnel in one row.
+# Dead letters (contract.deadletters) in the filters' time, by when they were
+# dead-lettered; a campaign or number is read from a callback's raw envelope (a letter
+# of the forwards dispatcher has neither).
+_LETTERS_WHERE = """
+    dead_at >= {since:DateTime64(3, 'UTC')} AND dead_at < {until:DateTime64(3, 'UTC')}
+    AND ({campaign:String} = ''
+         OR JSONExtractString(raw, 'tags', 'campaign') = {campaign:String})
+    AND ({number:String} = ''
+         OR JSONExtractString(raw, 'params', 'From') = {number:String}
+         OR JSONExtractString(raw, 'params', 'To') = {number:String})
+"""
+
+DEAD_LETTERS = f"""
+    SELECT reason, stage, topic,
+           countIf(state = 'dead') AS dead,
+           countIf(state = 'replayed') AS replayed,
+           min(dead_at) AS first_dead_at,
+           max(dead_at) AS last_dead_at,
+           argMax(message, dead_at) AS last_message
+    FROM {{db}}.dead_letters FINAL
+    WHERE {_LETTERS_WHERE}
+    GROUP BY reason, stage, topic
+    ORDER BY dead DESC, replayed DESC, reason, stage, topic
+    LIMIT {{limit:UInt32}}
+"""
+
+# What a provider sent that Switchboard could not take as it is, by kind and parameter:
+# parameters it has no column for (kept in `extra`), values it could not read as their
+# type (NULL in their column, the text kept in `parse_errors`), statuses it does not know
+# (stored and counted apart, never ranked above a known one).
+_PARAMS_OF_KIND = """
+        SELECT '{kind}' AS kind, received_at, arrayJoin(arrayConcat(
+                   arrayMap(k -> ('unknown parameter', k, extra[k]), mapKeys(extra)),
+                   arrayMap(k -> ('unreadable value', k, parse_errors[k]), mapKeys(parse_errors)),
+                   if(status_rank < 0,
+                      [('unknown status', '{status_param}', toString(`{status}`))], []))
+               ) AS found,
+               found.1 AS problem, found.2 AS parameter, found.3 AS value
+        FROM {table}
+        WHERE {where}"""
+PARAMS = f"""
+    SELECT kind, parameter, problem, count() AS callbacks, any(value) AS example,
+           min(received_at) AS first_seen, max(received_at) AS last_seen
+    FROM ({_each_kind(_PARAMS_OF_KIND)})
+    GROUP BY kind, parameter, problem
+    ORDER BY callbacks DESC, kind, parameter, problem
+    LIMIT {{limit:UInt32}}
+"""
+
+# The dashboard's headline figures and status funnel in one row, with what was not
+# counted as usual: callbacks of a status Switchboard does not know, and dead letters
+# waiting for a replay, by reason.
 SUMMARY = f"""
     SELECT m.messages, m.queued, m.sent, m.delivered, m.undelivered, m.failed, m.unconfirmed,
-           m.delivery_rate, c.calls, c.minutes, c.avg_mos, a.alerts
+           m.delivery_rate, c.calls, c.minutes, c.avg_mos, a.alerts, u.unknown_statuses,
+           d.dead_letters, d.dead_letters_by_reason
     FROM (
         SELECT count() AS messages,
                countIf(bucket = 'queued') AS queued,
@@ -312,6 +392,22 @@ SUMMARY = f"""
         WHERE raised_at >= {{since:DateTime64(3, 'UTC')}}
           AND raised_at < {{until:DateTime64(3, 'UTC')}} AND {_SCOPE}
     ) AS a
+    CROSS JOIN (
+        SELECT count() AS unknown_statuses
+        FROM ({_each_kind("SELECT 1 FROM {table} WHERE status_rank < 0 AND {where}")})
+    ) AS u
+    CROSS JOIN (
+        SELECT sum(n) AS dead_letters,
+               arrayStringConcat(
+                   arrayMap(r -> concat(r.2, ' ', toString(r.1)),
+                            arrayReverseSort(groupArray((n, reason)))),
+                   ', ') AS dead_letters_by_reason
+        FROM (
+            SELECT reason, count() AS n FROM {{db}}.dead_letters FINAL
+            WHERE state = 'dead' AND {_LETTERS_WHERE}
+            GROUP BY reason
+        )
+    ) AS d
 """
 
 REPORTS: dict[str, str] = {
@@ -324,6 +420,8 @@ REPORTS: dict[str, str] = {
     "alerts": ALERTS,
     "firing": FIRING,
     "failure-windows": FAILURE_WINDOWS,
+    "dead-letters": DEAD_LETTERS,
+    "params": PARAMS,
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -331,11 +429,14 @@ DESCRIPTIONS: dict[str, str] = {
     "calls": "per kind and campaign: calls by final status, minutes, average MOS",
     "failures": "top error codes of failed messages and calls, with their meaning",
     "mos": "MOS over time: calls, average, min, max, calls below the floor",
-    "summary": "one row: the status funnel, delivery rate, calls, minutes, MOS, alerts",
+    "summary": "one row: the status funnel, delivery rate, calls, minutes, MOS, alerts, "
+    "callbacks of unknown statuses, dead letters by reason",
     "delivery-rate": "delivery rate over time per campaign",
     "alerts": "the latest alert notifications: firing, repeated, resolved, silenced",
     "firing": "the alerts firing now, since when and for how long",
     "failure-windows": "the processors' windows that saw failures",
+    "dead-letters": "dead letters by reason, stage and topic: waiting (dead) and replayed",
+    "params": "unknown parameters, unreadable values and unknown statuses, by kind",
 }
 
 

@@ -47,6 +47,7 @@ class Entity:
         "mos",
         "parent",
         "account",
+        "unreadable",
     )
 
     def __init__(
@@ -65,6 +66,8 @@ class Entity:
         self.duration = 0
         self.mos = ""  # as the provider sends it: a string, empty when absent
         self.parent: Entity | None = None
+        # step -> (parameter, text): a typed value the provider sent as something else
+        self.unreadable: dict[int, tuple[str, str]] = {}
 
     @property
     def final(self) -> str:
@@ -108,9 +111,18 @@ class Callback:
         """Identifies the callback a duplicate repeats."""
         return (self.entity.sid, self.step)
 
+    @property
+    def unreadable(self) -> tuple[str, str] | None:
+        """The (parameter, text) this callback carries that cannot be read as its type."""
+        return self.entity.unreadable.get(self.step)
+
     def params(self, now: float) -> dict[str, str]:
         """The form the provider posts; `now` stamps the event time of voice kinds."""
-        return _RENDER[self.entity.kind](self, now)
+        form = _RENDER[self.entity.kind](self, now)
+        spoiled = self.unreadable
+        if spoiled is not None:
+            form[spoiled[0]] = spoiled[1]
+        return form
 
 
 def _render_sms(cb: Callback, now: float) -> dict[str, str]:

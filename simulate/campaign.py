@@ -15,7 +15,7 @@ import random
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from contract.kinds import CallbackKind
+from contract.kinds import CallbackKind, ParamType
 from simulate.alerts import Thresholds
 from simulate.callbacks import INBOUND, RECORDING, SMS, TRANSCRIPTION, VOICE, Callback, Entity
 from simulate.truth import GroundTruth, planned_outcome, truth_from_outcomes
@@ -98,6 +98,9 @@ class Scenario:
     poor_audio_rate: float = 0.15  # calls whose MOS comes from the poor-quality mode
     duplicate_rate: float = 0.0  # provider retries: a callback sent again, byte for byte
     reorder_rate: float = 0.0  # a callback swapped behind its entity's next one
+    # distinct callbacks with one typed value that is not one (AudioInMos N/A, a Timestamp
+    # in ISO 8601, a CallDuration of 12s), as a provider that changed its habits sends them
+    unreadable_rate: float = 0.0
     numbers_per_campaign: int = 4
     account_sid: str = "AC" + "5ca1ab1e" * 4
 
@@ -123,6 +126,13 @@ class _Weighted:
 
 _UNDELIVERED = _Weighted(UNDELIVERED_CODES)
 _FAILED = _Weighted(FAILED_CODES)
+
+# What providers have sent in typed parameters (RFC 2822 times, numbers) that is not one.
+UNREADABLE_TEXTS: dict[ParamType, tuple[str, ...]] = {
+    ParamType.INT: ("N/A", "12s", "two", "1e400"),
+    ParamType.FLOAT: ("N/A", "nan", "4,2"),
+    ParamType.TIMESTAMP: ("yesterday", "2025-06-01T12:00:00Z", "1717171717"),
+}
 
 
 class _Builder:
@@ -303,6 +313,8 @@ def generate(scenario: Scenario, thresholds: Thresholds | None = None) -> Traffi
                 break  # a filler entity leaves nothing behind
     placed.sort(key=lambda pair: pair[0])
     callbacks = [cb for _, cb in placed]
+    if scenario.unreadable_rate > 0:
+        _spoil(callbacks, scenario)
     truth = truth_from_outcomes(
         (planned_outcome(e) for e in entities),
         callbacks=callbacks,
@@ -311,6 +323,27 @@ def generate(scenario: Scenario, thresholds: Thresholds | None = None) -> Traffi
     )
     truth = replace(truth, scenario=_scenario_dict(scenario))
     return Traffic(scenario=scenario, thresholds=thresholds, callbacks=callbacks, truth=truth)
+
+
+def _spoil(callbacks: list[Callback], scenario: Scenario) -> None:
+    """Gives `unreadable_rate` of the distinct callbacks one unreadable typed value (a
+    retry repeats it, byte for byte). Its own random stream: a scenario without them
+    generates the same callbacks as before they existed."""
+    rng = random.Random(f"unreadable-{scenario.seed}")
+    distinct = [cb for cb in callbacks if not cb.duplicate]
+    typed = {
+        kind: {p.name: p.type for p in kind.spec.params if p.type is not ParamType.TEXT}
+        for kind in CallbackKind
+    }
+    eligible = [
+        (cb, names)
+        for cb in distinct
+        if (names := sorted(typed[cb.kind].keys() & cb.params(0.0).keys()))
+    ]
+    count = min(len(eligible), round(scenario.unreadable_rate * len(distinct)))
+    for cb, names in rng.sample(eligible, count):
+        name = rng.choice(names)
+        cb.entity.unreadable[cb.step] = (name, rng.choice(UNREADABLE_TEXTS[typed[cb.kind][name]]))
 
 
 def _scenario_dict(scenario: Scenario) -> dict[str, Any]:

@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from contract.kinds import CallbackKind
 from contract.statuses import advances
 from simulate.alerts import Thresholds, add_crossings, expected_alerts
 from simulate.callbacks import INBOUND, RECORDING, SMS, TRANSCRIPTION, VOICE, Callback, Entity
+
+N = TypeVar("N", int, float)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,8 +174,14 @@ def _by_kind(callbacks: Iterable[Callback]) -> dict[str, int]:
 
 
 def planned_outcome(e: Entity) -> Outcome:
-    """An entity's outcome as planned by the generator."""
+    """An entity's outcome as planned by the generator, from the values that can be read:
+    a duration or MOS its final callback sent unreadable is absent; its media count, when
+    none of its callbacks sent it readable."""
     call = e.kind in (VOICE, INBOUND)
+    final = len(e.statuses) - 1
+    spoiled = e.unreadable.get(final, ("", ""))[0]
+    completed = call and e.final == "completed"
+    media_read = any(e.unreadable.get(step, ("", ""))[0] != "NumMedia" for step in range(final + 1))
     return Outcome(
         kind=e.kind,
         sid=e.sid,
@@ -181,9 +189,9 @@ def planned_outcome(e: Entity) -> Outcome:
         status=e.final,
         number=e.our_number,
         error_code=e.error_code,
-        num_media=e.num_media,
-        duration=e.duration if call and e.final == "completed" else 0,
-        mos=float(e.mos) if call and e.mos and e.final == "completed" else None,
+        num_media=e.num_media if media_read else 0,
+        duration=e.duration if completed and spoiled != "CallDuration" else 0,
+        mos=float(e.mos) if completed and e.mos and spoiled != "AudioInMos" else None,
     )
 
 
@@ -191,9 +199,11 @@ def recount(callbacks: Sequence[Callback], account: str, thresholds: Thresholds)
     """The truth recounted from the callbacks as a receiver sees them: forms in arrival
     order, duplicates and late ones included, state by status precedence."""
     latest: dict[str, tuple[str, dict[str, str], str]] = {}
+    media: dict[str, int] = {}  # the most media any of a message's callbacks says
     for cb in callbacks:
         form = cb.params(0.0)
         sid = cb.sid
+        media[sid] = max(media.get(sid, 0), _number(form.get("NumMedia"), int) or 0)
         status = _status(cb.kind, form)
         ranks = cb.kind.spec.ranks
         previous = latest.get(sid)
@@ -212,14 +222,21 @@ def recount(callbacks: Sequence[Callback], account: str, thresholds: Thresholds)
                 status=status,
                 number=form["To"] if kind is INBOUND else form.get("From", ""),
                 error_code=form.get("ErrorCode", ""),
-                num_media=int(form.get("NumMedia") or 0),
-                duration=int(form.get("CallDuration") or 0) if completed else 0,
-                mos=float(form["AudioInMos"]) if completed and form.get("AudioInMos") else None,
+                num_media=media[sid],
+                duration=(_number(form.get("CallDuration"), int) or 0) if completed else 0,
+                mos=_number(form.get("AudioInMos"), float) if completed else None,
             )
         )
     return truth_from_outcomes(
         outcomes, callbacks=callbacks, account=account, thresholds=thresholds
     )
+
+
+def _number(text: str | None, type_: type[N]) -> N | None:
+    """A plain decimal number as a receiver reads it; None when absent or not one."""
+    if not text or not text.replace(".", "", 1).isdigit():
+        return None
+    return type_(float(text)) if type_ is int else type_(text)
 
 
 def _status(kind: CallbackKind, form: dict[str, str]) -> str:

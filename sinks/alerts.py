@@ -27,6 +27,7 @@ from confluent_kafka import Message, Producer
 from prometheus_client import Counter
 
 from contract.alerts import Alert, AlertState
+from contract.deadletters import Reason, Stage
 from contract.forwards import ForwardKind, ForwardRequest
 from contract.kafka import sink_consumer_config
 from contract.settings import Settings
@@ -57,7 +58,7 @@ class AlertDispatch:
     def __init__(self, settings: Settings, store: Store, producer: Producer) -> None:
         self.settings = settings
         self.store = store
-        self.dispatcher = Dispatcher(settings, store, producer)
+        self.dispatcher = Dispatcher(settings, store, producer, Stage.ALERT_DISPATCH)
         if not (settings.alert_to and settings.forward_from):
             logger.warning(
                 "SWITCHBOARD_ALERT_TO or SWITCHBOARD_FORWARD_FROM unset: alerts get CSV "
@@ -65,9 +66,17 @@ class AlertDispatch:
             )
 
     def handle(self, msg: Message, wait: Wait) -> bool:
-        alert = read_alert(msg)
-        if alert is None:
-            return True
+        try:
+            alert = Alert.from_bytes(msg.value() or b"")
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            logger.error(
+                "unreadable alert %s at %s (%s); dead-lettered",
+                (msg.key() or b"-").decode(errors="replace"),
+                describe(msg),
+                exc,
+            )
+            message = f"unreadable alert: {exc}"
+            return self.dispatcher.dead_letter_record(msg, message, wait, Reason.UNREADABLE_RECORD)
         report = ""
         if alert.state is AlertState.FIRING:
             path = self.write_report(alert, wait)
@@ -88,7 +97,7 @@ class AlertDispatch:
             call_sid=None,
             requested_at=alert.raised_at,
         )
-        return self.dispatcher.dispatch(request, wait) is not None
+        return self.dispatcher.dispatch(request, wait, source=msg) is not None
 
     def write_report(self, alert: Alert, wait: Wait) -> Path | None:
         """The alert's CSV (written once per alert id); None if stopping first."""
@@ -177,7 +186,7 @@ class ChannelDispatch:
     ) -> None:
         self.settings = settings
         self.channel = channel
-        self.dispatcher = Dispatcher(settings, store, producer)
+        self.dispatcher = Dispatcher(settings, store, producer, Stage.ALERT_DISPATCH)
 
     def handle(self, msg: Message, wait: Wait) -> bool:
         alert = read_alert(msg)
@@ -208,6 +217,7 @@ class ChannelDispatch:
             request,
             wait,
             send=lambda: webhooks.post(url, body, msg_id=alert.alert_id, secret=secret),
+            source=msg,
         )
         return sent is not None
 
@@ -233,7 +243,7 @@ def alert_dispatch_consumer(
     dispatch = AlertDispatch(settings, store, producer)
     return per_record(
         settings,
-        name="alert-dispatch",
+        name=Stage.ALERT_DISPATCH,
         group=group,
         topic=topic_name(Topic.ALERTS, settings.topic_prefix),
         handler=dispatch.handle,

@@ -27,7 +27,7 @@ from query.auth import resolve_token, token_file
 from query.reports import Filters
 from runtime.consumer import ConsumerRuntime
 from sinks.alerts import Channel, alert_channel_consumer, alert_dispatch_consumer
-from sinks.clickhouse.rows import event_row, record_row
+from sinks.clickhouse.rows import dead_letter_row, event_row, record_row
 from sinks.clickhouse.schema import migrate
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.writer import RowMapper, table_writer
@@ -39,12 +39,13 @@ logger = logging.getLogger(__name__)
 
 def workers(settings: Settings, store: Store, producer: Producer) -> list[ConsumerRuntime]:
     """Every consumer of the sink process, each on its own thread and consumer group,
-    all sharing the one Store: the ClickHouse writers, failure enrichment, the SMS
-    forwards, the alert dispatch and the alert's webhook and Slack channels when set."""
+    all sharing the one Store: the ClickHouse writers (dead letters too), failure
+    enrichment, the SMS forwards, the alert dispatch and the alert's webhook and Slack
+    channels when set."""
     group = f"{settings.topic_prefix}switchboard-sink"
 
     def writer(
-        name: str, topic: Topic, mapper: RowMapper, *, figures: bool = False
+        name: str, topic: Topic | tuple[Topic, ...], mapper: RowMapper, *, figures: bool = False
     ) -> ConsumerRuntime:
         """`figures`: window figures, published every `metrics_interval_s` and read by
         people, not waited on. Batched by age alone, they cost a part per age rather
@@ -85,6 +86,11 @@ def workers(settings: Settings, store: Store, producer: Producer) -> list[Consum
             figures=True,
         ),
         writer("alerts", Topic.ALERTS, record_row("alerts", Alert)),
+        writer(
+            "dead-letters",
+            (Topic.CALLBACKS_DEAD_LETTER, Topic.FORWARDS_DEAD_LETTER),
+            dead_letter_row(settings.topic_prefix),
+        ),
         enricher(settings, store, group=f"{group}-enrich"),
         forwards_consumer(settings, store, producer, group=f"{group}-forwards"),
         alert_dispatch_consumer(settings, store, producer, group=f"{group}-alert-dispatch"),

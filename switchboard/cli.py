@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import sys
 from contextlib import nullcontext
@@ -15,6 +16,7 @@ import typer
 from rich.console import Console
 
 from contract.alerts import AlertType
+from contract.deadletters import Reason
 from contract.errors import SwitchboardError
 from contract.settings import Settings, load_settings
 from query.reports import DESCRIPTIONS as REPORT_DESCRIPTIONS
@@ -267,6 +269,112 @@ def export_inbound_calls(
     _export("inbound-calls", output, Filters(since, until, campaign, number))
 
 
+dead_letters_app = typer.Typer(
+    help="Callbacks and SMS that could not be handled, kept whole: list them, and send them "
+    "back through the same path once the cause is fixed.\n\n"
+    "Reasons: "
+    + ", ".join(f"`{r.value}`" for r in Reason)
+    + ". A callback is dead-lettered only when it has no SID or no status (or its "
+    "envelope cannot be read); an unreadable value costs only itself (see `report params`).",
+    no_args_is_help=True,
+)
+app.add_typer(dead_letters_app, name="dead-letters")
+ReasonOption = Annotated[
+    str | None, typer.Option("--reason", help="only letters of this reason (e.g. no_status)")
+]
+
+
+class LetterStateChoice(StrEnum):
+    dead = "dead"
+    replayed = "replayed"
+    all = "all"
+
+
+@dead_letters_app.command("list")
+def dead_letters_list(
+    since: Since = None,
+    until: Until = None,
+    reason: ReasonOption = None,
+    state: Annotated[
+        LetterStateChoice,
+        typer.Option(help="dead (waiting for a replay), replayed, or all"),
+    ] = LetterStateChoice.dead,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="the newest this many")] = 100,
+    output: Annotated[
+        Format,
+        typer.Option("--format", help="table, or csv or json with every field and the raw record"),
+    ] = Format.table,
+) -> None:
+    """The dead letters, newest first: when, why, from which stage and topic, the SID, and
+    what exactly was wrong. The letter id names each one."""
+    from query.client import fetch_letters
+    from query.deadletters import LetterFilter
+    from switchboard.output import render
+
+    wanted = LetterFilter(
+        since=since,
+        until=until,
+        reason=reason,
+        state=None if state is LetterStateChoice.all else state.value,
+        limit=limit,
+    )
+    letters = fetch_letters(_settings(), wanted)
+    rows: list[dict[str, object]] = []
+    for letter in letters:
+        when = datetime.fromtimestamp(letter.dead_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        if output is not Format.table:
+            rows.append(dataclasses.asdict(letter) | {"dead_at": when})
+            continue
+        row: dict[str, object] = {"dead_at": when, "reason": letter.reason}  # for people
+        row |= {"topic": letter.topic, "sid": letter.sid, "message": letter.message}
+        if state is LetterStateChoice.all:
+            row["state"] = letter.state
+        rows.append(row)
+    render(rows, output.value, title=f"{len(rows)} dead letters, state {state.value} (UTC)")
+
+
+@dead_letters_app.command("replay")
+def dead_letters_replay(
+    reason: ReasonOption = None,
+    since: Since = None,
+    until: Until = None,
+    include_replayed: Annotated[
+        bool, typer.Option(help="also letters replayed before (they count once all the same)")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option(help="say what would be replayed, send nothing")] = False,
+) -> None:
+    """Send dead letters back through the same path, once their cause is fixed.
+
+    Each original record goes back to its topic and partition with its key, as it was (a
+    callback keeps its receipt time), through the same stage as the first time. What
+    succeeds counts once however often it is replayed; what fails again is dead again,
+    the same letter."""
+    from query.deadletters import LetterFilter
+    from switchboard.deadletters import replay
+    from switchboard.output import render
+
+    wanted = LetterFilter(
+        since=since,
+        until=until,
+        reason=reason,
+        state=None if include_replayed else "dead",
+    )
+    with console.status("replaying dead letters", spinner="dots") as status:
+        counted = replay(
+            _settings(),
+            wanted,
+            dry_run=dry_run,
+            progress=lambda n: status.update(f"replayed {n} dead letters"),
+        )
+    total = sum(counted.values())
+    rows = [
+        {"reason": reason, "topic": topic, "letters": n}
+        for (reason, topic), n in sorted(counted.items())
+    ]
+    verb = "would replay" if dry_run else "replayed"
+    render(rows, "table", title=f"{verb} {total} dead letters")
+
+
 @app.command()
 def tail() -> None:
     """Stream status changes live, with the failed table updating below.
@@ -436,6 +544,13 @@ def simulate(
         float, typer.Option(help="share of callbacks the provider retries")
     ] = 0.0,
     reorder: Annotated[float, typer.Option(help="share of callbacks that arrive late")] = 0.0,
+    unreadable: Annotated[
+        float,
+        typer.Option(
+            help="share of callbacks with one typed value that is not one (AudioInMos N/A, "
+            "a Timestamp in ISO 8601, a CallDuration of 12s); the truth counts without them"
+        ),
+    ] = 0.0,
     campaign: Annotated[
         list[str] | None, typer.Option(help="campaign tag (repeat for several)")
     ] = None,
@@ -483,6 +598,7 @@ def simulate(
         sms_mix=SmsMix(delivered, undelivered, failed, no_receipt),
         duplicate_rate=duplicates,
         reorder_rate=reorder,
+        unreadable_rate=unreadable,
     )
     traffic = generate(scenario, Thresholds.from_settings(settings))
     truth.parent.mkdir(parents=True, exist_ok=True)

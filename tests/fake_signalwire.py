@@ -8,6 +8,7 @@ ephemeral 127.0.0.1 port, records every request, and can be told to fail. Point
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 import socket
 import threading
@@ -25,6 +26,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 API_VERSION = "2010-04-01"
+E164 = re.compile(r"\+[1-9]\d{1,14}")  # what the provider takes as a phone number
 _ERROR_CODES = {400: 21211, 401: 20003, 404: 20404, 429: 20429, 500: 20500, 503: 20503}
 
 
@@ -240,6 +242,9 @@ class FakeSignalWire:
         params = record.form
         if not params.get("To"):
             return _error(400, "A 'To' phone number is required.", 21604)
+        if not E164.fullmatch(params["To"]):
+            invalid = f"The 'To' number {params['To']} is not a valid phone number."
+            return _error(400, invalid, 21211)
         if not params.get("Body") and not params.get("MediaUrl"):
             return _error(400, "Message body is required.", 21602)
         account, sid = request.path_params["account"], new_sid("SM")

@@ -237,9 +237,11 @@ def group_lag(settings: Settings, group: str, topic: Topic) -> int:
 
 
 def drained(settings: Settings) -> bool:
-    """The processors and the event writer have committed everything on their inputs."""
+    """The processors, the event writer and the dead-letter writer have committed
+    everything on their inputs."""
     processors = intake_group(settings)  # the raw topics; faust's group reads the transitions
     sink = f"{settings.topic_prefix}switchboard-sink-events"
+    dead_letters = f"{settings.topic_prefix}switchboard-sink-dead-letters"
     raw = sum(
         group_lag(settings, processors, t)
         for t in (
@@ -250,7 +252,11 @@ def drained(settings: Settings) -> bool:
             Topic.CALLBACKS_INBOUND_CALL,
         )
     )
-    return raw == 0 and group_lag(settings, sink, Topic.EVENTS) == 0
+    return (
+        raw == 0
+        and group_lag(settings, sink, Topic.EVENTS) == 0
+        and group_lag(settings, dead_letters, Topic.CALLBACKS_DEAD_LETTER) == 0
+    )
 
 
 @contextlib.contextmanager

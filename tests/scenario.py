@@ -38,9 +38,11 @@ from contract.alerts import (
     make_alert_id,
     scope_key,
 )
+from contract.deadletters import DeadLetter, Reason, Stage
 from contract.events import Event
 from contract.kinds import CallbackKind
-from sinks.clickhouse.rows import event_row, json_rows
+from contract.topics import Topic
+from sinks.clickhouse.rows import dead_letter_row, event_row, json_rows
 from sinks.clickhouse.schema import STAGING_COLUMNS
 from sinks.clickhouse.store import Store
 
@@ -188,6 +190,27 @@ def insert_events(store: Store, batch: list[Event]) -> None:
 def insert_alerts(store: Store, batch: list[Alert]) -> None:
     columns = list(Alert.__dataclass_fields__)
     store.insert_json("alerts", columns, b"\n".join(a.to_bytes() for a in batch))
+
+
+def letter(raw: bytes, reason: Reason, stage: Stage, topic: Topic, at: float) -> DeadLetter:
+    return DeadLetter.of(
+        raw,
+        reason=reason,
+        message=f"{reason} at {at}",
+        stage=stage,
+        topic=topic,
+        partition=0,
+        offset=int(at),
+        key=None,
+        sid=None,
+        at=at,
+    )
+
+
+def insert_letters(store: Store, letters: list[DeadLetter]) -> None:
+    """Through the dead-letter writer's own mapping."""
+    rows = [dead_letter_row("")(d.to_bytes()) for d in letters]
+    store.insert_json("dead_letters", rows[0][1], b"\n".join(values for _, _, values in rows))
 
 
 def insert_enrichment(store: Store, base: float) -> None:

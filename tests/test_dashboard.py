@@ -19,10 +19,12 @@ from contract.alerts import (
     make_alert_id,
     scope_key,
 )
+from contract.deadletters import Reason, Stage
+from contract.topics import Topic
 from query.api import create_api
 from sinks.clickhouse.store import Store
 from switchboard.broker import free_port
-from tests import scenario
+from tests import callbacks, scenario
 from tests.browser import CHROMIUM, Browser
 from tests.harness import ROOT, serve_in_thread
 
@@ -93,7 +95,8 @@ def test_dashboard_shows_the_campaign_live_in_chromium(
         )
         text = browser.evaluate(
             "Object.fromEntries(['delivery-rate', 'messages-total', 'alert-count', 'calls-total',"
-            " 'calls-minutes', 'avg-mos'].map(id => [id, document.getElementById(id).textContent]))"
+            " 'calls-minutes', 'avg-mos', 'dead-letters']"
+            ".map(id => [id, document.getElementById(id).textContent]))"
         )
         assert text == {
             "delivery-rate": "44.4%",
@@ -102,6 +105,7 @@ def test_dashboard_shows_the_campaign_live_in_chromium(
             "calls-total": "10",
             "calls-minutes": "5",
             "avg-mos": "3.50",
+            "dead-letters": "0",
         }
         # the token left the address bar, and every request stayed on Switchboard's origin
         assert "token" not in browser.evaluate("location.href")
@@ -146,6 +150,18 @@ def test_dashboard_shows_the_campaign_live_in_chromium(
         )
         assert browser.evaluate("window.stillTheSamePage") is True
         assert browser.evaluate("document.querySelectorAll('#alerts-table tr.new').length") == 1
+
+        # A callback is dead-lettered: its count and reason show.
+        statusless = callbacks.sms("SM012", "", campaign="fall-promo").to_bytes()
+        dead = scenario.letter(
+            statusless, Reason.NO_STATUS, Stage.INTAKE, Topic.CALLBACKS_SMS, time.time()
+        )
+        scenario.insert_letters(store, [dead])
+        browser.wait_for(
+            "document.getElementById('dead-letters').textContent === '1'"
+            " && document.getElementById('dead-letters-table').textContent.includes('no_status')",
+            what="the dead letter to show",
+        )
 
         # The filters go to the API (and from there to ClickHouse as parameters).
         number = scenario.to_number("SM003")
@@ -192,5 +208,5 @@ def test_dashboard_data_is_shared_between_viewers_per_filter(api: str) -> None:
     assert again["generated_at"] == everything["generated_at"]  # one computation, two viewers
     assert set(everything["panels"]) == {
         "summary", "delivery-rate", "failures", "mos", "calls", "alerts", "firing",
-        "failure-windows",
+        "failure-windows", "dead-letters",
     }  # fmt: skip

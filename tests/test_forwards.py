@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import logging
 
-import orjson
 import pytest
 from confluent_kafka import Producer
 
+from contract.deadletters import REPLAY_HEADER, DeadLetter
 from contract.forwards import ForwardKind, ForwardRequest
 from contract.kafka import producer_config
 from contract.settings import Settings
-from contract.topics import Topic
+from contract.topics import Topic, topic_name
 from sinks.clickhouse.store import Store
 from sinks.signalwire.forwards import forwards_consumer
 from tests.fake_signalwire import FakeSignalWire
@@ -124,10 +124,48 @@ def test_400_is_dead_lettered_once_with_no_retry_storm(
     assert (row["state"], row["attempts"]) == ("dead", 1)
     assert "HTTP 400" in str(row["error"])
     [dead] = read_topic(sw, Topic.FORWARDS_DEAD_LETTER, expect=1)
-    record = orjson.loads(dead.value())
-    assert dead.key() == RECORDING_SID.encode()
-    assert (record["forward_id"], record["status"], record["attempts"]) == (RECORDING_SID, 400, 1)
-    assert "HTTP 400" in record["reason"] and record["request"]["call_sid"] == CALL_SID
+    letter = DeadLetter.from_bytes(dead.value())
+    assert dead.key() == letter.letter_id.encode()
+    assert (letter.reason, letter.stage, letter.topic, letter.sid) == (
+        "forward_rejected",
+        "forwards",
+        "forwards",
+        RECORDING_SID,
+    )
+    assert "HTTP 400" in letter.message and "(1 tries)" in letter.message
+    assert letter.body() == request.to_bytes()  # the request as it was read: replayable
+
+
+def test_a_replayed_dead_forward_is_sent_once_a_duplicate_is_not(
+    fake: FakeSignalWire, sw: Settings, store: Store
+) -> None:
+    """Refused once (the provider's cause, since removed); then a provider-side duplicate
+    of the request sends nothing, and the request replayed from its dead letter is sent,
+    once, however often it is replayed."""
+    fake.fail_next(1, 400, only_creates=True)
+    request = recording_forward(sw)
+    produce(sw, Topic.FORWARDS, [(request.forward_id, request.to_bytes())] * 2)
+    with Running(_loop(sw, store)):
+        _handled(sw, 2)
+        assert _creates(fake) == 1 and _forwards(store)[0]["state"] == "dead"
+        [dead] = read_topic(sw, Topic.FORWARDS_DEAD_LETTER, expect=1)
+        letter = DeadLetter.from_bytes(dead.value())
+        replay = Producer(producer_config(sw))
+        for _ in range(2):
+            replay.produce(
+                topic_name(Topic.FORWARDS, sw.topic_prefix),
+                letter.body(),
+                letter.key,
+                partition=letter.partition,
+                headers=[(REPLAY_HEADER, letter.letter_id.encode())],
+            )
+        assert replay.flush(10) == 0
+        _handled(sw, 4)
+
+    [sent] = fake.sent_messages()
+    assert RECORDING_URL in sent["Body"] and _creates(fake) == 2
+    [row] = _forwards(store)
+    assert (row["state"], row["attempts"]) == ("sent", 1)
 
 
 def test_retries_are_bounded_then_dead_lettered(
@@ -143,7 +181,8 @@ def test_retries_are_bounded_then_dead_lettered(
     assert _creates(fake) == 3
     [row] = _forwards(store)
     assert (row["state"], row["attempts"]) == ("dead", 3)
-    assert len(read_topic(bounded, Topic.FORWARDS_DEAD_LETTER, expect=1)) == 1
+    [dead] = read_topic(bounded, Topic.FORWARDS_DEAD_LETTER, expect=1)
+    assert DeadLetter.from_bytes(dead.value()).reason == "provider_unavailable"
 
 
 def test_unreadable_request_is_dead_lettered_and_the_next_one_sent(
@@ -160,7 +199,9 @@ def test_unreadable_request_is_dead_lettered_and_the_next_one_sent(
 
     assert len(fake.sent_messages()) == 1
     [dead] = read_topic(sw, Topic.FORWARDS_DEAD_LETTER, expect=1)
-    assert "unreadable forward request" in orjson.loads(dead.value())["reason"]
+    letter = DeadLetter.from_bytes(dead.value())
+    assert (letter.reason, letter.sid, letter.partition) == ("unreadable_record", "RE-broken", 0)
+    assert "unreadable forward request" in letter.message
     assert [r["forward_id"] for r in _forwards(store)] == [RECORDING_SID]
 
 

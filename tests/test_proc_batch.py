@@ -86,25 +86,58 @@ def test_state_carries_over_between_batches(settings: Settings) -> None:
     assert (again.changes, again.unchanged, again.transitions, again.state) == (0, 1, {}, [])
 
 
-def test_unreadable_callbacks_are_dead_lettered_and_the_batch_goes_on(settings: Settings) -> None:
+def test_callbacks_that_cannot_be_taken_are_dead_lettered_and_the_batch_goes_on(
+    settings: Settings,
+) -> None:
     bad_json = Raw(CallbackKind.SMS, 0, 0, b"{not json")
-    bad_number = sms("SM2", "sent")
-    bad_number.params["NumMedia"] = "lots"
+    no_status = sms("SM2", "")
     wrong_topic = Raw(CallbackKind.VOICE, 0, 2, sms("SM3", "sent").to_bytes())
     good = Raw(CallbackKind.SMS, 0, 3, sms("SM4", "sent").to_bytes())
     out = process_batch(
-        [bad_json, Raw(CallbackKind.SMS, 0, 1, bad_number.to_bytes()), wrong_topic, good],
+        [bad_json, Raw(CallbackKind.SMS, 1, 7, no_status.to_bytes()), wrong_topic, good],
         store(),
         settings,
         PLAN,
         PARTITIONS,
     )
-    assert [k for _, k, _ in out.dead_letters] == [None, b"SM2", b"SM3"]
-    reasons = [orjson.loads(v)["reason"] for _, _, v in out.dead_letters]
-    assert "undecodable envelope" in reasons[0]
-    assert "NumMedia" in reasons[1]
-    assert "sms envelope on the voice topic" in reasons[2]
+    assert [(d.reason, d.sid, d.key) for d in out.dead_letters] == [
+        ("bad_envelope", None, None),
+        ("no_status", "SM2", "SM2"),
+        ("wrong_kind", "SM3", "SM3"),
+    ]
+    assert "undecodable envelope" in out.dead_letters[0].message
+    assert out.dead_letters[1].message == "MessageStatus is missing"
+    assert "sms envelope on the voice topic" in out.dead_letters[2].message
+    # each holds the raw record and where it came from, to be replayed as it was
+    letter = out.dead_letters[1]
+    assert (letter.stage, letter.topic, letter.partition, letter.offset) == (
+        "intake",
+        "callbacks.sms",
+        1,
+        7,
+    )
+    assert letter.body() == no_status.to_bytes()
+    assert out.dead_letters[0].body() == b"{not json"
     assert [k for _, k, _ in out.events] == [b"SM4"]
+
+
+def test_an_unreadable_value_costs_only_itself(settings: Settings) -> None:
+    """NumMedia of "two" is NULL, its text kept; the message still counts as sent (and,
+    its media unknown, as an SMS awaiting its receipt, not as an MMS)."""
+    unreadable = sms("SM1", "sent", at=T, campaign="spring")
+    unreadable.params["NumMedia"] = "two"
+    out = process_batch(raws(unreadable), store(), settings, PLAN, PARTITIONS)
+    assert out.dead_letters == []
+    [(_, key, value)] = out.events
+    event = orjson.loads(value)
+    assert (key, event["status"], event["values"]["num_media"]) == (b"SM1", "sent", None)
+    assert event["parse_errors"] == {"NumMedia": "two"}
+    scopes = {
+        key: sources
+        for record in out.transitions.values()
+        for key, sources in TransitionBatch.from_bytes(record.to_bytes()).scopes.items()
+    }
+    assert scopes["delivery|campaign:spring"]["sms/0"][0][2] == {"sent": 1, "pending": 1}
 
 
 def test_first_completed_recording_and_transcription_forward_once(settings: Settings) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -9,10 +10,14 @@ from typing import Any
 import pytest
 
 from contract.alerts import Alert, AlertState, AlertType, fingerprint, make_alert_id
+from contract.deadletters import Reason, Stage
+from contract.topics import Topic
+from query.deadletters import LetterFilter, find_letters
 from query.reports import REPORTS, Filters, run_report
 from sinks.clickhouse.failures import FAILED_MESSAGES, in_window, window_query
 from sinks.clickhouse.store import Store
 from tests import scenario
+from tests.callbacks import sms as sms_envelope
 from tests.sink_data import T0, sms
 
 
@@ -87,6 +92,9 @@ def test_summary_is_the_status_funnel_and_headline_figures(store: Store, base: f
             "minutes": 5.0,
             "avg_mos": 3.5,
             "alerts": 2,
+            "unknown_statuses": 0,
+            "dead_letters": 0,
+            "dead_letters_by_reason": "",
         }
     ]
     [spring] = run_report(store, "summary", Filters(campaign="spring-sale"))
@@ -180,6 +188,53 @@ def test_a_replayed_campaign_counts_once(store: Store, base: float) -> None:
     scenario.insert_campaign(store, base)  # every callback, alert and window again
     after = {name: run_report(store, name, Filters()) for name in REPORTS}
     assert after == before
+
+
+def test_unknown_statuses_and_parameters_unreadable_values_and_dead_letters_are_shown(
+    store: Store, base: float
+) -> None:
+    held = sms("SM900", "carrier-held", base + 5, campaign="spring-sale", num_media=None)
+    held = dataclasses.replace(
+        held, extra={"SmsStatus": "carrier-held"}, parse_errors={"NumMedia": "two"}
+    )
+    scenario.insert_events(store, [held])
+    statusless = sms_envelope("SM901", "", at=base + 6, campaign="spring-sale").to_bytes()
+    letters = [
+        scenario.letter(statusless, Reason.NO_STATUS, Stage.INTAKE, Topic.CALLBACKS_SMS, base + 7),
+        scenario.letter(b"{}", Reason.FORWARD_REJECTED, Stage.FORWARDS, Topic.FORWARDS, base + 8),
+        scenario.letter(b"[]", Reason.NO_STATUS, Stage.INTAKE, Topic.CALLBACKS_VOICE, base + 9),
+    ]
+    replayed = letters[2].replayed(at=base + 10)
+    scenario.insert_letters(store, [*letters, replayed])
+
+    summary = run_report(store, "summary", Filters())[0]
+    assert (summary["messages"], summary["unknown_statuses"]) == (14, 1)
+    assert (summary["dead_letters"], summary["dead_letters_by_reason"]) == (
+        2,
+        "no_status 1, forward_rejected 1",
+    )
+    spring = run_report(store, "summary", Filters(campaign="spring-sale"))[0]
+    assert (spring["unknown_statuses"], spring["dead_letters"]) == (1, 1)
+    by_reason = run_report(store, "dead-letters", Filters())
+    assert [(r["reason"], r["topic"], r["dead"], r["replayed"]) for r in by_reason] == [
+        ("forward_rejected", "forwards", 1, 0),
+        ("no_status", "callbacks.sms", 1, 0),
+        ("no_status", "callbacks.voice", 0, 1),
+    ]
+    params = run_report(store, "params", Filters())
+    assert [
+        (r["kind"], r["parameter"], r["problem"], r["callbacks"], r["example"]) for r in params
+    ] == [
+        ("sms", "MessageStatus", "unknown status", 1, "carrier-held"),
+        ("sms", "NumMedia", "unreadable value", 1, "two"),
+        ("sms", "SmsStatus", "unknown parameter", 1, "carrier-held"),
+    ]
+    # the letters themselves, raw record included: the newest first, or paged by id
+    newest = find_letters(store, LetterFilter(reason="no_status"))
+    assert newest == [replayed, letters[0]]
+    dead = find_letters(store, LetterFilter(state="dead", after=""))
+    assert dead == sorted(letters[:2], key=lambda d: d.letter_id)
+    assert {d.body() for d in dead} == {b"{}", statusless}
 
 
 def test_filters_are_parameters_not_sql(store: Store, base: float) -> None:

@@ -9,16 +9,20 @@ import random
 import socket
 import time
 
+import orjson
 import pytest
 
 from contract.alerts import Alert, AlertState, AlertType, fingerprint, make_alert_id
+from contract.deadletters import Reason, Stage
 from contract.settings import Settings
 from contract.topics import Topic
 from contract.windows import CallWindow, DeliveryWindow
 from query.reports import Filters, run_report
-from sinks.clickhouse.rows import event_row, record_row
+from sinks.clickhouse.rows import dead_letter_row, event_row, record_row
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.writer import RowMapper, table_writer
+from tests import scenario
+from tests.callbacks import sms as callback
 from tests.harness import Running, committed_total, produce, wait_for
 from tests.sink_data import T0, records, sms
 
@@ -305,3 +309,46 @@ def test_a_row_clickhouse_cannot_read_is_dropped_alone_with_its_sid_logged(
     assert _count(store, "sms_events") == 99
     dropped = [r.getMessage() for r in caplog.records if "dropping a row" in r.getMessage()]
     assert len(dropped) == 1 and "SM" + "b" * 32 in dropped[0]
+
+
+def test_dead_letters_of_both_topics_and_every_version_are_one_row_each(
+    topics: Settings, store: Store
+) -> None:
+    """Letters from the intake and the dispatchers, one written before version 1, one
+    written twice (a stage that crashed before its commit) and one replayed: a row per
+    letter, in its latest state."""
+    statusless = callback("SM1", "", at=T0).to_bytes()
+    no_status = scenario.letter(statusless, Reason.NO_STATUS, Stage.INTAKE, Topic.CALLBACKS_SMS, T0)
+    again = scenario.letter(statusless, Reason.NO_STATUS, Stage.INTAKE, Topic.CALLBACKS_SMS, T0 + 1)
+    refused = scenario.letter(b'{"forward_id": "RE1"}', Reason.FORWARD_REJECTED, Stage.FORWARDS,
+                              Topic.FORWARDS, T0 + 2)  # fmt: skip
+    legacy = {"kind": "voice", "reason": "AudioInMos='N/A' is not a valid float", "raw": "{}"}
+    produce(
+        topics,
+        Topic.CALLBACKS_DEAD_LETTER,
+        [(None, no_status.to_bytes()), (None, again.to_bytes()), (None, orjson.dumps(legacy))],
+    )
+    produce(
+        topics,
+        Topic.FORWARDS_DEAD_LETTER,
+        [(None, refused.to_bytes()), (None, refused.replayed(at=T0 + 60).to_bytes())],
+    )
+    writer = table_writer(
+        topics,
+        store,
+        (Topic.CALLBACKS_DEAD_LETTER, Topic.FORWARDS_DEAD_LETTER),
+        group="dead-letters",
+        name="dead-letters",
+        mapper=dead_letter_row(topics.topic_prefix),
+    )
+    with Running(writer):
+        wait_for(lambda: _count(store, "dead_letters") == 3, what="three letters")
+    rows = store.query(
+        f"SELECT reason, stage, topic, state, sid, toUnixTimestamp64Milli(dead_at) / 1000 "
+        f"FROM {store.table('dead_letters')} FINAL ORDER BY reason, topic"
+    )
+    assert rows == [
+        ("forward_rejected", "forwards", "forwards", "replayed", None, T0 + 2),
+        ("no_status", "intake", "callbacks.sms", "dead", None, T0 + 1),
+        ("unreadable_value", "intake", "callbacks.voice", "dead", None, 0.0),
+    ]

@@ -36,9 +36,11 @@ def main() -> None:
     try:
         while not args.max or len(seen) < args.max:
             message = consumer.poll(1.0)
-            if message is None or message.error() or message.value() is None:
+            if message is None or message.error():
                 continue
-            alert = json.loads(message.value())
+            alert = json.loads(message.value() or b"{}")
+            if "alert_id" not in alert:
+                continue
             if alert["alert_id"] in seen:
                 continue  # delivered twice
             seen.add(alert["alert_id"])

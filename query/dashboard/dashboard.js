@@ -85,6 +85,9 @@
     $("calls-total").textContent = num(s.calls);
     $("calls-minutes").textContent = num(s.minutes);
     $("avg-mos").textContent = s.avg_mos === null || s.avg_mos === undefined ? "–" : s.avg_mos.toFixed(2);
+    $("dead-letters").textContent = num(s.dead_letters);
+    $("dead-letters").title = s.dead_letters_by_reason || "";
+    $("dead-letters").parentElement.classList.toggle("firing", (s.dead_letters || 0) > 0);
 
     const byCampaign = new Map();
     for (const r of p["delivery-rate"]) {
@@ -116,6 +119,8 @@
                                                 r.threshold, r.value],
               (r) => !firstLoad && !seenAlerts.has(r.alert_id));
     for (const r of p.alerts) seenAlerts.add(r.alert_id);
+    fillTable("dead-letters-table", p["dead-letters"], (r) => [r.reason, r.stage, r.topic, r.dead, r.replayed,
+                                                                utc(r.last_dead_at), r.last_message]);
     fillTable("windows-table", p["failure-windows"], (r) => [utc(r.window_start) + " +" + r.window_s + "s", r.kind,
                                                              r.scope, r.failures, r.total, r.failure_pct]);
     firstLoad = false;

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from contract.deadletters import DeadLetter
 from contract.events import KIND_PREFIX, Event
 from sinks.clickhouse.schema import EVENT_STAGING, STAGING_COLUMNS
 from sinks.clickhouse.writer import Row, RowMapper
@@ -42,5 +43,17 @@ def record_row(table: str, record: type[Any]) -> RowMapper:
 
     def row(raw: bytes) -> Row:
         return table, columns, parse(raw).to_bytes()
+
+    return row
+
+
+def dead_letter_row(prefix: str) -> RowMapper:
+    """The mapper of the dead-letter topics: a letter of any version (`prefix`, the
+    deployment's topic prefix, which the oldest letters kept in their topic names), one
+    row in `dead_letters`."""
+    columns = tuple(f.name for f in fields(DeadLetter))
+
+    def row(raw: bytes) -> Row:
+        return "dead_letters", columns, DeadLetter.from_bytes(raw, prefix).to_bytes()
 
     return row

@@ -45,7 +45,8 @@ EVENT_META_COLUMNS: tuple[tuple[str, str], ...] = (
     ("received_at", "DateTime64(3, 'UTC')"),
     ("event_time", "DateTime64(3, 'UTC')"),
     ("tags", "Map(String, String)"),
-    ("extra", "Map(String, String)"),
+    ("extra", "Map(String, String)"),  # parameters with no column of their own
+    ("parse_errors", "Map(String, String)"),  # unreadable parameters (NULL in their column)
 )
 
 
@@ -82,7 +83,15 @@ def event_table_ddl(store: Store, spec: KindSpec) -> str:
 
 
 # The events topic's record (`contract.events.Event.to_bytes`) as ClickHouse reads it.
-STAGING_COLUMNS = ("received_at", "event_time", "campaign", "values", "tags", "extra")
+STAGING_COLUMNS = (
+    "received_at",
+    "event_time",
+    "campaign",
+    "values",
+    "tags",
+    "extra",
+    "parse_errors",
+)
 _STAGING_TYPES = {
     ParamType.TEXT: "Nullable(String)",
     ParamType.INT: "Nullable(Int64)",
@@ -103,7 +112,8 @@ def _event_staging(spec: KindSpec) -> EventStaging:
     values = ", ".join(f"{quote(p.column)} {_STAGING_TYPES[p.type]}" for p in spec.params)
     columns = (
         "received_at Float64, event_time Float64, campaign String, "
-        f"`values` Tuple({values}), tags Map(String, String), extra Map(String, String)"
+        f"`values` Tuple({values}), tags Map(String, String), extra Map(String, String), "
+        "parse_errors Map(String, String)"
     )
     exprs = []
     for p in spec.params:
@@ -123,6 +133,7 @@ def _event_staging(spec: KindSpec) -> EventStaging:
         "toDateTime64(event_time, 3, 'UTC') AS event_time",
         "tags",
         "extra",
+        "parse_errors",
     ]
     digest = hashlib.sha256(f"{columns}|{exprs}".encode()).hexdigest()[:10]
     table = f"{spec.table}_in_{digest}"
@@ -170,6 +181,15 @@ TABLES: dict[str, str] = {
          provider_sid Nullable(String), attempts UInt32, error Nullable(String),
          requested_at DateTime64(3, 'UTC'), updated_at DateTime64(3, 'UTC'))
         ENGINE = ReplacingMergeTree(updated_at) ORDER BY forward_id""",
+    # Both dead-letter topics (contract.deadletters): one row per letter, its latest state
+    # (dead, or replayed until it is dead-lettered again).
+    "dead_letters": """
+        (letter_id String, reason LowCardinality(String), message String,
+         stage LowCardinality(String), topic LowCardinality(String),
+         `partition` Int32, `offset` Int64, `key` Nullable(String), sid Nullable(String),
+         raw String, raw_encoding LowCardinality(String), dead_at DateTime64(3, 'UTC'),
+         state LowCardinality(String), updated_at DateTime64(3, 'UTC'))
+        ENGINE = ReplacingMergeTree(updated_at) ORDER BY letter_id""",
 }
 
 # Per-minute figures by campaign and number (and account), from the window tables the

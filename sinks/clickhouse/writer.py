@@ -159,7 +159,7 @@ class TableSink:
 def table_writer(
     settings: Settings,
     store: Store,
-    topic: Topic,
+    topic: Topic | tuple[Topic, ...],
     *,
     group: str,
     name: str,
@@ -167,14 +167,15 @@ def table_writer(
     age_s: float | None = None,
     close_early: bool = True,
 ) -> ConsumerRuntime:
-    """A writer of one of our topics (under the deployment's prefix; `group` gets the
-    prefix too) into the tables `mapper` names."""
+    """A writer of one or more of our topics (under the deployment's prefix; `group` gets
+    the prefix too) into the tables `mapper` names."""
     sink = TableSink(store, mapper, name)
+    topics = topic if isinstance(topic, tuple) else (topic,)
     return ConsumerRuntime(
         settings,
         name=name,
         group=f"{settings.topic_prefix}{group}",
-        topics=[topic_name(topic, settings.topic_prefix)],
+        topics=[topic_name(t, settings.topic_prefix) for t in topics],
         config=sink_consumer_config(settings),
         strategy=lambda runtime: Batching(
             runtime,

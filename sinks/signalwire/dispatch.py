@@ -6,7 +6,10 @@ dry_run or dead) means the request was handled, and a duplicate or replay is dro
 After the provider accepted the message, the send is recorded at once; the caller
 commits the Kafka offset only after that. 429, 5xx and no answer are retried with
 backoff; any other 4xx goes to `forwards.dead-letter` with the reason and is recorded
-as `dead`, once, with no retry.
+as `dead`, once, with no retry. The dead letter holds the record being handled (the
+forward request, or the alert it was made for), so that `switchboard dead-letters
+replay` sends that record through the same path again: a replayed record
+(`REPLAY_HEADER`) whose forward is recorded `dead` is sent, where a duplicate is not.
 
 The residual window: a crash (SIGKILL, power loss) after the provider accepted the
 message and before our insert returned sends it again after the restart. It is narrowed
@@ -23,18 +26,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from enum import StrEnum
-from typing import Any
 
-import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import Counter
 
+from contract.deadletters import REPLAY_HEADER, DeadLetter, Reason, Stage
 from contract.forwards import ForwardKind, ForwardRequest
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
 from runtime import faults
+from runtime.deadletters import DEAD_LETTERS
 from runtime.strategies import Wait, until_done
 from sinks.clickhouse.rows import json_rows
 from sinks.clickhouse.store import Store
@@ -79,10 +81,19 @@ FORWARD_COLUMNS = (
 )
 
 
+def is_replay(msg: Message) -> bool:
+    """Whether `msg` was put back on its topic by `switchboard dead-letters replay`."""
+    headers = msg.headers() or {}
+    return REPLAY_HEADER in (headers if isinstance(headers, dict) else dict(headers))
+
+
 class Dispatcher:
-    def __init__(self, settings: Settings, store: Store, producer: Producer) -> None:
+    """`stage`: the consumer it sends for (its dead letters say so)."""
+
+    def __init__(self, settings: Settings, store: Store, producer: Producer, stage: Stage) -> None:
         self.settings = settings
         self.store = store
+        self.stage = stage
         self._client = make_client(settings)  # None: dry run
         self._producer = producer
         self._dead_letter_topic = topic_name(Topic.FORWARDS_DEAD_LETTER, settings.topic_prefix)
@@ -92,17 +103,24 @@ class Dispatcher:
         }
 
     def dispatch(
-        self, request: ForwardRequest, wait: Wait, send: Callable[[], str] | None = None
+        self,
+        request: ForwardRequest,
+        wait: Wait,
+        send: Callable[[], str] | None = None,
+        *,
+        source: Message,
     ) -> State | None:
-        """Send `request` unless it was handled before: as an SMS, or by `send` (an
-        alert's webhook, whose answer is the receipt recorded). None if it gave up
-        because the caller is stopping, with nothing sent since the last record: read
-        it again."""
+        """Send `request` (made from the record `source`) unless it was handled before:
+        as an SMS, or by `send` (an alert's webhook, whose answer is the receipt
+        recorded). None if it gave up because the caller is stopping, with nothing sent
+        since the last record: read it again."""
         fid, kind = request.forward_id, request.kind.value
         found = self._recorded_state(fid, wait)
         if found is None:
             return None
-        if found:
+        if found == State.DEAD and is_replay(source):
+            logger.info("%s forward %s was dead-lettered; replayed, so sent again", kind, fid)
+        elif found:
             _count(kind, "duplicate")
             logger.info("%s forward %s already %s; not sent again", kind, fid, found)
             return State(found)
@@ -138,29 +156,38 @@ class Dispatcher:
             return self._record(
                 request, State.SENT, attempts=result.attempts, provider_sid=result.value, wait=wait
             )
-        reason = str(result.error)
-        if not self.dead_letter(
-            fid,
-            {
-                "forward_id": fid,
-                "kind": kind,
-                "reason": reason,
-                "status": result.error.status,
-                "code": result.error.code,
-                "attempts": result.attempts,
-                "request": asdict(request),
-            },
-            wait,
-        ):
+        error = str(result.error)
+        reason = Reason.PROVIDER_UNAVAILABLE if result.error.retryable else Reason.FORWARD_REJECTED
+        message = f"{kind} forward {fid} to {request.to}: {error} ({result.attempts} tries)"
+        if not self.dead_letter_record(source, message, wait, reason):
             return None
         logger.error(
-            "%s forward %s dead-lettered after %d tries: %s", kind, fid, result.attempts, reason
+            "%s forward %s dead-lettered after %d tries: %s", kind, fid, result.attempts, error
         )
-        return self._record(request, State.DEAD, attempts=result.attempts, error=reason, wait=wait)
+        return self._record(request, State.DEAD, attempts=result.attempts, error=error, wait=wait)
 
-    def dead_letter(self, key: str | None, record: dict[str, Any], wait: Wait) -> bool:
-        """Put `record` on forwards.dead-letter and wait for Kafka's acknowledgement;
-        retried while Kafka does not take it. False if the caller is stopping first."""
+    def dead_letter_record(
+        self, msg: Message, message: str, wait: Wait, reason: Reason = Reason.HANDLER_FAILED
+    ) -> bool:
+        """Put the record `msg` (of the forwards or alerts topic), that cannot be sent, on
+        forwards.dead-letter and wait for Kafka's acknowledgement; retried while Kafka
+        does not take it. False if the caller is stopping first. Its default reason is the
+        runtime's: handling it kept raising."""
+        key = (msg.key() or b"").decode(errors="replace") or None
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        assert topic is not None and partition is not None and offset is not None  # consumed
+        letter = DeadLetter.of(
+            msg.value() or b"",
+            reason=reason,
+            message=message,
+            stage=self.stage,
+            topic=Topic(topic.removeprefix(self.settings.topic_prefix)),
+            partition=partition,
+            offset=offset,
+            key=key,
+            sid=key,  # forwards are keyed by forward id, alerts by alert id
+            at=time.time(),
+        )
 
         def produce() -> bool:
             errors: list[KafkaError] = []
@@ -171,8 +198,8 @@ class Dispatcher:
 
             self._producer.produce(
                 self._dead_letter_topic,
-                key=key.encode() if key else None,
-                value=orjson.dumps(record),
+                key=letter.letter_id.encode(),
+                value=letter.to_bytes(),
                 on_delivery=delivered,
             )
             if self._producer.flush(30):
@@ -181,23 +208,11 @@ class Dispatcher:
                 raise KafkaException(errors[0])
             return True
 
-        what = f"dead-letter record for {key or '-'}"
-        return until_done(what, produce, wait=wait, **self._retry) is not None
-
-    def dead_letter_record(self, msg: Message, reason: str, wait: Wait) -> bool:
-        """A record of the forwards or alerts topic that cannot be sent, with where it
-        came from, on forwards.dead-letter."""
-        key = (msg.key() or b"").decode(errors="replace") or None
-        raw = msg.value() or b""
-        record = {
-            "forward_id": key,
-            "reason": reason,
-            "topic": msg.topic(),
-            "partition": msg.partition(),
-            "offset": msg.offset(),
-            "raw": raw.decode(errors="replace"),
-        }
-        return self.dead_letter(key, record, wait)
+        what = f"dead letter {letter.letter_id} ({reason}) for {key or '-'}"
+        if until_done(what, produce, wait=wait, **self._retry) is None:
+            return False
+        DEAD_LETTERS.labels(self.stage, reason).inc()
+        return True
 
     def _recorded_state(self, forward_id: str, wait: Wait) -> str | None:
         """The recorded state ('' if none); None if ClickHouse did not answer before a stop."""

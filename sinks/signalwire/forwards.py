@@ -12,6 +12,7 @@ import logging
 import orjson
 from confluent_kafka import Message, Producer
 
+from contract.deadletters import Reason, Stage
 from contract.forwards import ForwardRequest
 from contract.kafka import sink_consumer_config
 from contract.settings import Settings
@@ -27,19 +28,20 @@ logger = logging.getLogger(__name__)
 def forwards_consumer(
     settings: Settings, store: Store, producer: Producer, *, group: str
 ) -> ConsumerRuntime:
-    dispatcher = Dispatcher(settings, store, producer)
+    dispatcher = Dispatcher(settings, store, producer, Stage.FORWARDS)
 
     def handle(msg: Message, wait: Wait) -> bool:
         try:
             request = ForwardRequest.from_bytes(msg.value() or b"")
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             logger.error("unreadable forward request %s (%s); dead-lettered", describe(msg), exc)
-            return dispatcher.dead_letter_record(msg, f"unreadable forward request: {exc}", wait)
-        return dispatcher.dispatch(request, wait) is not None
+            message = f"unreadable forward request: {exc}"
+            return dispatcher.dead_letter_record(msg, message, wait, Reason.UNREADABLE_RECORD)
+        return dispatcher.dispatch(request, wait, source=msg) is not None
 
     return per_record(
         settings,
-        name="forwards",
+        name=Stage.FORWARDS,
         group=group,
         topic=topic_name(Topic.FORWARDS, settings.topic_prefix),
         handler=handle,

@@ -1,6 +1,7 @@
 """SIGTERM to every stage after the broker is gone: each stops within a bounded time
 (a supervisor must not need SIGKILL), saying what it could not finish. Nothing is
-lost by it: what was not committed is read again once Kafka is back.
+lost by it: what was not committed is read again once Kafka is back, and every
+callback answered 204 ends in ClickHouse or in its dead-letter table.
 
 This test kills its broker, so it has its own (not the session's)."""
 
@@ -12,7 +13,8 @@ import pytest
 
 from contract.kafka import ensure_topics
 from switchboard.broker import LocalBroker, free_port
-from tests.harness import Stage, isolated_settings, post_form, wait_for
+from tests.faults.conftest import assert_none_lost
+from tests.harness import Stage, drained, isolated_settings, post_form, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -36,11 +38,22 @@ def test_every_stage_stops_on_sigterm_with_the_broker_gone(tmp_path: Path) -> No
         wait_for(
             lambda: "intake consuming" in stages["process"].log(), timeout=60, what="the intake"
         )
+        # a callback with no status: it must end as a dead letter
+        assert post_form(edge, {"MessageSid": "SMgone", "AccountSid": "AC1"}) == 204
         broker.kill()
         for name, stage in stages.items():
             # terminate() fails the test if the stage is still running after the timeout
             code = stage.terminate(timeout=45)
             assert code in (0, 1), f"{name} exited {code}\n{stage.log()[-3000:]}"
+
+        # Kafka back: what the stages had not finished is read again, and nothing is lost
+        broker.start()
+        for name in ("sink", "process"):
+            stages[name].start()
+        wait_for(lambda: drained(settings), timeout=120, interval=1, what="the stages to drain")
+        for name in ("process", "sink"):
+            assert stages[name].terminate() == 0, stages[name].log()[-3000:]
+        assert_none_lost(settings, {("SMgone", "sent"), ("SMgone", "")})
     finally:
         for stage in stages.values():
             if stage.alive():
