@@ -93,6 +93,8 @@ class Alert:
         if not self.fingerprint:  # a version 1 record: its window's size made it distinct
             window = f"{self.window_end - self.window_start:.0f}s"
             object.__setattr__(self, "fingerprint", fingerprint(self.type, self.scope, window))
+        if not self.started_at:  # a version 1 record: its episode was its window
+            object.__setattr__(self, "started_at", self.window_start)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self)  # orjson writes a dataclass as asdict() would, 10x faster

@@ -184,10 +184,17 @@ def test_alerts_and_failure_windows(store: Store, base: float) -> None:
 
 
 def test_a_replayed_campaign_counts_once(store: Store, base: float) -> None:
-    before = {name: run_report(store, name, Filters()) for name in REPORTS}
+    def reports() -> dict[str, list[dict[str, Any]]]:
+        # how long an alert has fired grows with the clock, not with the data
+        return {
+            name: [{k: v for k, v in row.items() if k != "firing_for_s"} for row in rows]
+            for name in REPORTS
+            for rows in [run_report(store, name, Filters())]
+        }
+
+    before = reports()
     scenario.insert_campaign(store, base)  # every callback, alert and window again
-    after = {name: run_report(store, name, Filters()) for name in REPORTS}
-    assert after == before
+    assert reports() == before
 
 
 def test_unknown_statuses_and_parameters_unreadable_values_and_dead_letters_are_shown(

@@ -68,7 +68,7 @@ def test_run_brings_up_the_pipeline_and_stops_cleanly(tmp_path: Path) -> None:
     try:
         edge = f"http://127.0.0.1:{ports['INGEST']}"
         wait_for(
-            lambda: "curl -i -X POST" in (tmp_path / "run.log").read_text(),
+            lambda: "--data-urlencode 'Body=hello'" in (tmp_path / "run.log").read_text(),
             timeout=120,
             what="the banner",
         )
