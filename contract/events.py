@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+from typing_extensions import TypedDict  # pydantic makes the published schema of it (3.11)
 
 from contract import jsonbytes
 from contract.errors import BadCallback
@@ -24,6 +25,23 @@ KIND_PREFIX = orjson.dumps({"v": EVENT_VERSION, "kind": ""})[: -len(b'"}')]
 # The parse errors of nearly every event: one shared empty map, never changed (typed as
 # a Mapping), so that the intake makes no object per callback for them.
 NO_PARSE_ERRORS: Mapping[str, str] = {}
+
+
+class EventRecord(TypedDict):
+    """The events topic's record, as `Event.to_bytes` writes it: the published schema
+    (`contract/published.py`) is made from this, and mypy holds `to_bytes` to it."""
+
+    v: int
+    kind: CallbackKind
+    sid: str
+    status: str | None
+    received_at: float
+    event_time: float
+    campaign: str
+    values: dict[str, str | int | float | None]  # snake_case parameter -> typed value
+    tags: dict[str, str]  # the callback URL's query string
+    extra: dict[str, str]  # parameters with no column of their own
+    parse_errors: Mapping[str, str]  # unreadable parameters (None in `values`): raw text
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,21 +63,20 @@ class Event:
 
     def to_bytes(self) -> bytes:
         """Exact-size (`jsonbytes`): an intake batch holds up to thousands of these."""
-        return jsonbytes.dumps(
-            {
-                "v": EVENT_VERSION,
-                "kind": self.kind.value,
-                "sid": self.sid,
-                "status": self.status,
-                "received_at": self.received_at,
-                "event_time": self.event_time,
-                "campaign": self.campaign,
-                "values": self.values,
-                "tags": self.tags,
-                "extra": self.extra,
-                "parse_errors": self.parse_errors,
-            }
-        )
+        record: EventRecord = {
+            "v": EVENT_VERSION,
+            "kind": self.kind,
+            "sid": self.sid,
+            "status": self.status,
+            "received_at": self.received_at,
+            "event_time": self.event_time,
+            "campaign": self.campaign,
+            "values": self.values,
+            "tags": self.tags,
+            "extra": self.extra,
+            "parse_errors": self.parse_errors,
+        }
+        return jsonbytes.dumps(record)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Event:

@@ -13,10 +13,13 @@ of a str subclass only with OPT_NON_STR_KEYS, a third slower.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Final
 
 import orjson
+
+# Records written before this field existed carry none, and read as version 1.
+WINDOW_VERSION = 1
 
 
 class DeliveryCounts:
@@ -69,14 +72,15 @@ class DeliveryWindow:
     unconfirmed: int  # at sent with no receipt after the configured time (MMS always)
     delivery_rate: float | None  # delivered / (delivered + undelivered + failed)
     updated_at: float
+    version: int = WINDOW_VERSION
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self)  # orjson writes a dataclass as asdict() would, 10x faster
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> DeliveryWindow:
-        data: dict[str, Any] = orjson.loads(raw)
-        return cls(**data)
+        """A record of any version; fields this reader does not know are ignored."""
+        return cls(**_known(raw, _DELIVERY_FIELDS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +100,21 @@ class CallWindow:
     mos_sum: float
     mos_mean: float | None
     updated_at: float
+    version: int = WINDOW_VERSION
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self)  # orjson writes a dataclass as asdict() would, 10x faster
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> CallWindow:
-        data: dict[str, Any] = orjson.loads(raw)
-        return cls(**data)
+        """A record of any version; fields this reader does not know are ignored."""
+        return cls(**_known(raw, _CALL_FIELDS))
+
+
+def _known(raw: bytes, names: frozenset[str]) -> dict[str, Any]:
+    data: dict[str, Any] = orjson.loads(raw)
+    return {k: v for k, v in data.items() if k in names}
+
+
+_DELIVERY_FIELDS = frozenset(f.name for f in fields(DeliveryWindow))
+_CALL_FIELDS = frozenset(f.name for f in fields(CallWindow))

@@ -31,6 +31,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from contract import published
 from query import exports
 from query.auth import token_matches
 from query.deadletters import LetterFilter, find_letters
@@ -40,7 +41,8 @@ from sinks.clickhouse.store import Store
 logger = logging.getLogger(__name__)
 
 DASHBOARD_DIR = Path(__file__).resolve().parent / "dashboard"
-OPEN_PATHS = frozenset({"/healthz", "/", "/dashboard"})
+# the topics' schemas describe no data, so programs may fetch them without the token
+OPEN_PATHS = frozenset({"/healthz", "/", "/dashboard", "/asyncapi.json"})
 OPEN_PREFIXES = ("/dashboard/",)
 # The panels of the dashboard, fetched together so one poll shows one moment.
 DASHBOARD_PANELS = (
@@ -112,9 +114,13 @@ def _filters(request: Request, defaults: Filters) -> Filters:
     )
 
 
-def create_api(store: Store, token: str, *, defaults: Filters | None = None) -> Starlette:
-    """`defaults` carries the deployment's settings (`Filters.from_settings`)."""
+def create_api(
+    store: Store, token: str, *, defaults: Filters | None = None, topic_prefix: str = ""
+) -> Starlette:
+    """`defaults` carries the deployment's settings (`Filters.from_settings`);
+    `topic_prefix` names the topics in the published document."""
     base = defaults or Filters()
+    topics_document = published.render(topic_prefix).encode()
 
     def report(request: Request) -> Response:  # sync: Starlette runs it in a thread pool
         name = request.path_params["name"]
@@ -206,6 +212,9 @@ def create_api(store: Store, token: str, *, defaults: Filters | None = None) -> 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True})
 
+    async def asyncapi(request: Request) -> Response:
+        return Response(topics_document, media_type="application/json")
+
     return Starlette(
         routes=[
             Route("/api/reports/{name}", report),
@@ -216,6 +225,7 @@ def create_api(store: Store, token: str, *, defaults: Filters | None = None) -> 
             Mount("/dashboard/static", StaticFiles(directory=DASHBOARD_DIR), name="static"),
             Route("/", home),
             Route("/healthz", healthz),
+            Route("/asyncapi.json", asyncapi),
         ],
         middleware=[Middleware(TokenAuth, token=token)],
     )

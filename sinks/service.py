@@ -164,6 +164,7 @@ def _api_server(settings: Settings, store: Store) -> uvicorn.Server:
             store,
             token,
             defaults=Filters.from_settings(settings),
+            topic_prefix=settings.topic_prefix,
         ),
         host=settings.api_host,
         port=settings.api_port,

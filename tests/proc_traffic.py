@@ -17,10 +17,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import orjson
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from jsonschema import Draft202012Validator
 
 from contract.envelope import Envelope
 from contract.kafka import client_config
+from contract.published import BY_TOPIC, record_schema
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
 from processors.windows import WindowPlan
@@ -217,3 +220,15 @@ def latest_by(records: list[Message], key: Any) -> dict[Any, Any]:
     for m in records:
         latest[key(m)] = m
     return latest
+
+
+def assert_published(settings: Settings, topic: Topic) -> int:
+    """Every record on a published topic matches its schema in the published document
+    (`contract/published.py`); how many there were (at least one)."""
+    validator = Draft202012Validator(record_schema(BY_TOPIC[topic]))
+    records = read_all(settings, topic)
+    assert records, f"nothing on {topic} to check"
+    for m in records:
+        problems = [e.message for e in validator.iter_errors(orjson.loads(value(m)))]
+        assert not problems, f"a record on {topic} does not match its schema: {problems}"
+    return len(records)

@@ -18,6 +18,7 @@ from sinks.clickhouse.store import Store
 from sinks.signalwire.forwards import forwards_consumer
 from tests.fake_signalwire import FakeSignalWire
 from tests.harness import Running, committed_total, produce, read_topic, wait_for
+from tests.proc_traffic import assert_published
 from tests.sink_data import PROJECT, T0, with_signalwire
 
 pytestmark = pytest.mark.kafka
@@ -203,6 +204,7 @@ def test_unreadable_request_is_dead_lettered_and_the_next_one_sent(
     assert (letter.reason, letter.sid, letter.partition) == ("unreadable_record", "RE-broken", 0)
     assert "unreadable forward request" in letter.message
     assert [r["forward_id"] for r in _forwards(store)] == [RECORDING_SID]
+    assert assert_published(sw, Topic.FORWARDS_DEAD_LETTER) == 1
 
 
 def test_without_credentials_the_forward_is_a_logged_dry_run(

@@ -24,6 +24,7 @@ from tests.callbacks import ACCOUNT, call, recording, sms, transcription
 from tests.harness import Stage, group_lag, wait_for
 from tests.proc_traffic import (
     Traffic,
+    assert_published,
     campaign_traffic,
     expected_figures,
     expected_window_keys,
@@ -166,6 +167,8 @@ def test_campaign_figures_and_alerts_equal_the_ground_truth(
     letter = DeadLetter.from_bytes(value(dead))
     assert (letter.reason, letter.sid, letter.topic) == ("no_status", "SMbad", "callbacks.sms")
     assert letter.body() == statusless.to_bytes()
+    for topic in (Topic.EVENTS, Topic.METRICS_DELIVERY, Topic.ALERTS, Topic.CALLBACKS_DEAD_LETTER):
+        assert_published(settings, topic)
 
 
 def test_a_worker_killed_mid_stream_ends_with_the_same_results(
@@ -252,8 +255,10 @@ def test_low_mos_raises_one_alert_and_healthy_calls_none(
         [alert] = alerts
         assert (alert.type, alert.scope, alert.count) == (AlertType.LOW_MOS, line[0], 20)
         assert alert.value == pytest.approx(w.mos_mean) and alert.threshold == 3.5
+        assert_published(settings, Topic.ALERTS)
     else:
         assert alerts == []
+    assert_published(settings, Topic.METRICS_CALLS)
 
 
 def test_recordings_and_transcriptions_are_forwarded_once_each(

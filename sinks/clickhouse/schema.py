@@ -229,6 +229,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "ADD COLUMN IF NOT EXISTS version UInt16 DEFAULT 1",
         ],
     ),
+    (
+        2,
+        "window figures: version",
+        [
+            "ALTER TABLE {db}.delivery_windows ADD COLUMN IF NOT EXISTS version UInt16 DEFAULT 1",
+            "ALTER TABLE {db}.call_windows ADD COLUMN IF NOT EXISTS version UInt16 DEFAULT 1",
+        ],
+    ),
 ]
 
 
