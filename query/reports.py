@@ -362,13 +362,22 @@ PARAMS = f"""
     LIMIT {{limit:UInt32}}
 """
 
+
 # The dashboard's headline figures and status funnel in one row, with what was not
 # counted as usual: callbacks of a status Switchboard does not know, and dead letters
 # waiting for a replay, by reason.
+def _by(column: str) -> str:
+    """`failed 3, refused 1`: the counts `n` of a subquery grouped by `column`, most first."""
+    return (
+        f"arrayStringConcat(arrayMap(r -> concat(r.2, ' ', toString(r.1)), "
+        f"arrayReverseSort(groupArray((n, {column})))), ', ')"
+    )
+
+
 SUMMARY = f"""
     SELECT m.messages, m.queued, m.sent, m.delivered, m.undelivered, m.failed, m.unconfirmed,
            m.delivery_rate, c.calls, c.minutes, c.avg_mos, a.alerts, u.unknown_statuses,
-           d.dead_letters, d.dead_letters_by_reason
+           d.dead_letters, d.dead_letters_by_reason, f.failed_sends, f.failed_sends_by_kind
     FROM (
         SELECT count() AS messages,
                countIf(bucket = 'queued') AS queued,
@@ -397,17 +406,24 @@ SUMMARY = f"""
         FROM ({_each_kind("SELECT 1 FROM {table} WHERE status_rank < 0 AND {where}")})
     ) AS u
     CROSS JOIN (
-        SELECT sum(n) AS dead_letters,
-               arrayStringConcat(
-                   arrayMap(r -> concat(r.2, ' ', toString(r.1)),
-                            arrayReverseSort(groupArray((n, reason)))),
-                   ', ') AS dead_letters_by_reason
+        SELECT sum(n) AS dead_letters, {_by("reason")} AS dead_letters_by_reason
         FROM (
             SELECT reason, count() AS n FROM {{db}}.dead_letters FINAL
             WHERE state = 'dead' AND {_LETTERS_WHERE}
             GROUP BY reason
         )
     ) AS d
+    CROSS JOIN (
+        -- SMS and alert notifications given up: refused, or failing every try
+        SELECT sum(n) AS failed_sends, {_by("kind")} AS failed_sends_by_kind
+        FROM (
+            SELECT kind, count() AS n FROM {{db}}.forwards FINAL
+            WHERE state = 'dead'
+              AND requested_at >= {{since:DateTime64(3, 'UTC')}}
+              AND requested_at < {{until:DateTime64(3, 'UTC')}}
+            GROUP BY kind
+        )
+    ) AS f
 """
 
 REPORTS: dict[str, str] = {

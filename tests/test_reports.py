@@ -15,7 +15,9 @@ from contract.topics import Topic
 from query.deadletters import LetterFilter, find_letters
 from query.reports import REPORTS, Filters, run_report
 from sinks.clickhouse.failures import FAILED_MESSAGES, in_window, window_query
+from sinks.clickhouse.rows import json_rows
 from sinks.clickhouse.store import Store
+from sinks.signalwire.dispatch import FORWARD_COLUMNS
 from tests import scenario
 from tests.callbacks import sms as sms_envelope
 from tests.sink_data import T0, sms
@@ -95,10 +97,36 @@ def test_summary_is_the_status_funnel_and_headline_figures(store: Store, base: f
             "unknown_statuses": 0,
             "dead_letters": 0,
             "dead_letters_by_reason": "",
+            "failed_sends": 0,
+            "failed_sends_by_kind": "",
         }
     ]
     [spring] = run_report(store, "summary", Filters(campaign="spring-sale"))
     assert (spring["messages"], spring["alerts"], spring["calls"]) == (10, 1, 0)
+
+
+def test_sends_given_up_are_counted_by_kind(store: Store, base: float) -> None:
+    """An SMS or alert notification that was refused or failed every try is `dead` in
+    `forwards`: the summary (and so the dashboard) counts them by kind, in the period."""
+    rows = [
+        {"forward_id": fid, "kind": kind, "to": "+15550001111", "from": "+15550002222",
+         "body": "b", "call_sid": None, "state": state, "provider_sid": None, "attempts": 8,
+         "error": None, "requested_at": at, "updated_at": at}
+        for fid, kind, state, at in [
+            ("AL1-webhook", "alert_webhook", "dead", base + 1),
+            ("AL2-webhook", "alert_webhook", "dead", base + 2),
+            ("RE1", "recording", "dead", base + 3),
+            ("RE2", "recording", "sent", base + 4),
+            ("RE3", "recording", "dead", base - 86_400 * 30),  # before the period
+        ]
+    ]  # fmt: skip
+    store.insert_json("forwards", FORWARD_COLUMNS, json_rows(rows))
+    since = datetime.fromtimestamp(base - 3600, UTC)
+    [summary] = run_report(store, "summary", Filters(since=since))
+    assert (summary["failed_sends"], summary["failed_sends_by_kind"]) == (
+        3,
+        "alert_webhook 2, recording 1",
+    )
 
 
 def test_delivery_rate_over_time_per_campaign(store: Store, base: float) -> None:

@@ -88,6 +88,9 @@
     $("dead-letters").textContent = num(s.dead_letters);
     $("dead-letters").title = s.dead_letters_by_reason || "";
     $("dead-letters").parentElement.classList.toggle("firing", (s.dead_letters || 0) > 0);
+    $("failed-sends").textContent = num(s.failed_sends);
+    $("failed-sends").title = s.failed_sends_by_kind || "";
+    $("failed-sends").parentElement.classList.toggle("firing", (s.failed_sends || 0) > 0);
 
     const byCampaign = new Map();
     for (const r of p["delivery-rate"]) {
