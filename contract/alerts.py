@@ -9,7 +9,7 @@ transition and the repeat), never from a counter, so a consumer can de-duplicate
 a replay raises the same id.
 
 Records carry `version`; readers ignore fields they do not know, so a record with
-more fields still reads (see `docs/topics.schema.json`).
+more fields still reads (see `docs/asyncapi.json`).
 """
 
 from __future__ import annotations

@@ -144,7 +144,9 @@ class Settings(BaseSettings):
     mos_floor: float = Field(3.5, ge=1, le=5)
     mos_min_calls: int = Field(20, ge=1)
     alert_windows_s: Annotated[tuple[int, ...], NoDecode] = Field(
-        (900,), description="window sizes whose figures raise alerts (of the sizes above)"
+        (900,),
+        min_length=1,
+        description="window sizes whose figures raise alerts (of the sizes above)",
     )
     metrics_interval_s: float = Field(5.0, gt=0, description="changed windows published this often")
     process_batch_max: int = Field(5000, ge=1, description="raw callbacks per intake batch")

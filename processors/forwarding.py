@@ -9,7 +9,6 @@ unless both SWITCHBOARD_FORWARD_TO and SWITCHBOARD_FORWARD_FROM are set.
 
 from __future__ import annotations
 
-from contract.errors import ConfigurationError
 from contract.events import Event
 from contract.forwards import ForwardKind, ForwardRequest
 from contract.kinds import CallbackKind
@@ -18,24 +17,6 @@ from processors.state import Transition
 
 COMPLETED = "completed"
 UNKNOWN = "unknown"
-
-
-def check_templates(settings: Settings) -> None:
-    """Fail at start-up, by name, on a template with a placeholder we do not fill."""
-    for name, template, fields in (
-        ("recording_template", settings.recording_template, ("recording_url", "call_sid")),
-        (
-            "transcription_template",
-            settings.transcription_template,
-            ("from_number", "transcription_text", "call_sid"),
-        ),
-    ):
-        try:
-            template.format(**dict.fromkeys(fields, ""))
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ConfigurationError(
-                f"SWITCHBOARD_{name.upper()}: placeholder {exc} is not one of {', '.join(fields)}"
-            ) from None
 
 
 def forward_request(

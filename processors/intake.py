@@ -171,12 +171,7 @@ class Intake:
         batch = _InFlight(out.state, offsets)
         self._publish_outputs(out, batch)
         self._in_flight.append(batch)
-        deadline = time.monotonic() + ACK_TIMEOUT_S
-        while len(self._in_flight) > MAX_IN_FLIGHT:  # read no further ahead than this
-            if time.monotonic() > deadline:
-                raise DeliveryFailed("unacknowledged for too long", topic="intake outputs")
-            self.producer.poll(0.01)
-            self._advance()
+        self._settle_to(MAX_IN_FLIGHT)  # read no further ahead than this
         self._count(out, kinds, processed - started, time.perf_counter() - processed)
 
     def poll(self) -> None:
@@ -243,12 +238,16 @@ class Intake:
 
     def _drain(self) -> None:
         """Settle every batch in hand: before a rebalance takes partitions, and at a stop."""
+        self._settle_to(0, wait=True)
+
+    def _settle_to(self, most: int, *, wait: bool = False) -> None:
+        """Advance until at most `most` batches are in hand, within ACK_TIMEOUT_S."""
         deadline = time.monotonic() + ACK_TIMEOUT_S
-        while self._in_flight:
+        while len(self._in_flight) > most:
             if time.monotonic() > deadline:
                 raise DeliveryFailed("unacknowledged for too long", topic="intake outputs")
             self.producer.poll(0.01)
-            self._advance(wait=True)
+            self._advance(wait=wait)
 
     def _publish_state(self, batch: _InFlight) -> None:
         batch.state_sent = True

@@ -12,7 +12,7 @@ import threading
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
-from contract.kafka import rdkafka_logger
+from contract.kafka import consumer_config
 from contract.settings import Settings
 from contract.silences import Silences
 from contract.topics import Topic, topic_name
@@ -40,21 +40,24 @@ def follow(settings: Settings, silences: Silences) -> threading.Thread:
     """A daemon thread that applies each new silence or removal as it arrives."""
     name = topic_name(Topic.SILENCES, settings.topic_prefix)
 
-    def run() -> None:
-        consumer = Consumer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "group.id": f"{settings.topic_prefix}switchboard-silences",  # assigns only
-                "enable.auto.commit": False,
-                "logger": rdkafka_logger,
-            }
-        )
+    def follow_forever() -> None:
+        # assigns every partition, commits nothing: the group id is only required
+        group = f"{settings.topic_prefix}switchboard-silences"
+        consumer = Consumer(consumer_config(settings, group))
         partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
         consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in partitions])
         while True:
             message = consumer.poll(1.0)
             if message is not None and message.error() is None:
                 apply(silences, message)
+
+    def run() -> None:
+        try:
+            follow_forever()
+        except Exception:
+            # silences made from now on would not be applied: the stage must say so
+            logger.exception("stopped following %s; new silences are not applied", name)
+            raise
 
     thread = threading.Thread(target=run, name="silences", daemon=True)
     thread.start()

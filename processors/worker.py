@@ -15,9 +15,9 @@ from prometheus_client import start_http_server
 from contract.kafka import ensure_topics, wait_for_kafka
 from contract.settings import Settings
 from contract.silences import Silences
+from contract.templates import check_templates
 from processors import window_agent
 from processors.app import create_app
-from processors.forwarding import check_templates
 from processors.intake import intake_consumer
 from processors.replay import published_alert_ids
 from processors.silences import follow, load

@@ -15,7 +15,8 @@ Guarantees (tested in `tests/test_runtime.py` on a real broker):
    earlier generation are refused, so work given up for a rebalance is read again by
    the partitions' next owner, never acknowledged by us.
 3. Revocation. Before partitions go, `Strategy.revoke(settle=True)` finishes what can be
-   finished without waiting and commits it, then drops the rest. A revocation that
+   finished without backing off (a write in progress is waited for, a failed one is not
+   tried again) and commits it, then drops the rest. A revocation that
    arrives while the strategy waits (`wait`) ends the wait (False); the strategy gives up
    and the runtime then calls `revoke(settle=False)`: drop everything.
 4. Backoff without leaving the group. `wait(seconds)` pauses the assignment and keeps
@@ -89,7 +90,8 @@ class Offsets:
     def merge(self, later: Offsets) -> Offsets:
         if not self.next:
             return later
-        return Offsets({**self.next, **later.next}, max(self.generation, later.generation))
+        # the older generation: offsets read before a revocation never commit
+        return Offsets({**self.next, **later.next}, min(self.generation, later.generation))
 
     def __bool__(self) -> bool:
         return bool(self.next)
@@ -204,16 +206,28 @@ class ConsumerRuntime:
         COMMITS.labels(self.name, "ok").inc()
         return True
 
-    def wait(self, seconds: float, until: Callable[[], bool] | None = None) -> bool:
+    def wait(
+        self,
+        seconds: float,
+        until: Callable[[], bool] | None = None,
+        *,
+        through_revocation: bool = False,
+    ) -> bool:
         """Back off for `seconds` (or until `until()`), paused but polling, so the
         consumer keeps its group and partitions. False if interrupted (stop, or the
-        assignment revoked): the caller then gives its work up uncommitted."""
+        assignment revoked): the caller then gives its work up uncommitted.
+        `through_revocation`: only a stop ends it, for a step that must follow an effect
+        already made whoever owns the partition next (recording an SMS that was sent)."""
         consumer = self._consumer
         self._waiting += 1
         consumer.pause(consumer.assignment())
+
+        def ended() -> bool:
+            return self._stop.is_set() if through_revocation else self.interrupted()
+
         try:
             end = time.monotonic() + seconds
-            while not self.interrupted() and not (until is not None and until()):
+            while not ended() and not (until is not None and until()):
                 left = end - time.monotonic()
                 if left <= 0:
                     break
@@ -227,7 +241,7 @@ class ConsumerRuntime:
                     consumer.resume(consumer.assignment())
                 except KafkaException as exc:
                     logger.debug("%s: resume after a rebalance: %s", self.name, exc)
-        return not self.interrupted()
+        return not ended()
 
     def rewind(self, records: list[Message]) -> None:
         """Read `records` again (they were given up, not acknowledged): seek each

@@ -46,7 +46,14 @@ def describe(msg: Message) -> str:
 
 # --- one record at a time ---
 
-Wait = Callable[[float], bool]  # back off; False when the work must be given up
+
+class Wait(Protocol):
+    """Back off; False when the work must be given up. `through_revocation`: only a stop
+    gives it up (see `ConsumerRuntime.wait`)."""
+
+    def __call__(self, seconds: float, /, *, through_revocation: bool = False) -> bool: ...
+
+
 # Acts on one record; False when it gave up (interrupted): the record is read again.
 Handler = Callable[[Message, Wait], bool]
 # Takes a record whose handling kept raising out of the stream (a dead-letter topic);
@@ -138,7 +145,12 @@ def per_record(
 
 
 def until_done(
-    what: str, attempt: Callable[[], T], *, wait: Wait, retry_base_s: float, retry_max_s: float
+    what: str,
+    attempt: Callable[[], T],
+    *,
+    wait: Callable[[float], bool],
+    retry_base_s: float,
+    retry_max_s: float,
 ) -> T | None:
     """`attempt()` until it returns, for a step a record cannot be acknowledged without
     (ClickHouse or Kafka down): each error is logged with `what`, then waited out with

@@ -66,17 +66,9 @@ class AlertDispatch:
             )
 
     def handle(self, msg: Message, wait: Wait) -> bool:
-        try:
-            alert = Alert.from_bytes(msg.value() or b"")
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            logger.error(
-                "unreadable alert %s at %s (%s); dead-lettered",
-                (msg.key() or b"-").decode(errors="replace"),
-                describe(msg),
-                exc,
-            )
-            message = f"unreadable alert: {exc}"
-            return self.dispatcher.dead_letter_record(msg, message, wait, Reason.UNREADABLE_RECORD)
+        alert = read_alert(msg)
+        if isinstance(alert, str):  # this consumer dead-letters it; the channels skip it
+            return self.dispatcher.dead_letter_record(msg, alert, wait, Reason.UNREADABLE_RECORD)
         report = ""
         if alert.state is AlertState.FIRING:
             path = self.write_report(alert, wait)
@@ -160,17 +152,14 @@ def text(settings: Settings, alert: Alert, report: str = "") -> str:
     )
 
 
-def read_alert(msg: Message) -> Alert | None:
+def read_alert(msg: Message) -> Alert | str:
+    """The alert of a record, or what is wrong with it (logged)."""
     try:
         return Alert.from_bytes(msg.value() or b"")
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        logger.error(
-            "skipping unreadable alert %s at %s: %s",
-            (msg.key() or b"-").decode(errors="replace"),
-            describe(msg),
-            exc,
-        )
-        return None
+        key = (msg.key() or b"-").decode(errors="replace")
+        logger.error("unreadable alert %s at %s: %s", key, describe(msg), exc)
+        return f"unreadable alert: {exc}"
 
 
 class Channel(StrEnum):
@@ -190,8 +179,8 @@ class ChannelDispatch:
 
     def handle(self, msg: Message, wait: Wait) -> bool:
         alert = read_alert(msg)
-        if alert is None or alert.silenced:
-            return True
+        if isinstance(alert, str) or alert.silenced:
+            return True  # an unreadable one is the alert dispatch's to dead-letter
         s = self.settings
         if self.channel is Channel.WEBHOOK:
             assert s.alert_webhook_url is not None  # the consumer runs only when it is set

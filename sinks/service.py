@@ -20,6 +20,7 @@ from prometheus_client import start_http_server
 from contract.alerts import Alert
 from contract.kafka import ensure_topics, producer_config, wait_for_kafka
 from contract.settings import Settings
+from contract.templates import check_templates
 from contract.topics import Topic
 from contract.windows import CallWindow, DeliveryWindow
 from query.api import create_api
@@ -98,6 +99,7 @@ def workers(settings: Settings, store: Store, producer: Producer) -> list[Consum
 
 
 def run(settings: Settings, metrics_port: int | None = None) -> None:
+    check_templates(settings)  # the alerts' SMS and Slack texts are filled here
     wait_for_kafka(settings)
     ensure_topics(settings)
     store = Store.connect(settings)

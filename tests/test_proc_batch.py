@@ -10,8 +10,8 @@ from contract.errors import ConfigurationError
 from contract.forwards import ForwardKind
 from contract.kinds import CallbackKind
 from contract.settings import Settings
+from contract.templates import check_templates
 from processors.batch import Raw, process_batch
-from processors.forwarding import check_templates
 from processors.sidstore import SidStore
 from processors.state import state_from_record
 from processors.transitions import TransitionBatch, scope_partition
@@ -182,4 +182,11 @@ def test_no_forwards_without_both_numbers() -> None:
 def test_a_template_with_an_unknown_placeholder_fails_at_start() -> None:
     bad = Settings(_env_file=None, recording_template="{recording_url} {caller}")  # type: ignore[call-arg]
     with pytest.raises(ConfigurationError, match="RECORDING_TEMPLATE"):
+        check_templates(bad)
+
+
+def test_an_alert_template_with_a_placeholder_we_do_not_fill_fails_at_start() -> None:
+    check_templates(Settings(_env_file=None))  # type: ignore[call-arg]  # the defaults fill
+    bad = Settings(_env_file=None, alert_resolved_template="{type} {scop}")  # type: ignore[call-arg]
+    with pytest.raises(ConfigurationError, match="ALERT_RESOLVED_TEMPLATE"):
         check_templates(bad)

@@ -47,25 +47,30 @@ def test_the_query_api_serves_the_document_without_the_token(store: Store) -> No
 
 def test_an_unknown_field_is_valid_and_a_missing_one_is_not() -> None:
     validator = Draft202012Validator(published.record_schema(published.BY_TOPIC[Topic.ALERTS]))
-    scope = scope_key(ScopeType.CAMPAIGN, "spring")
-    alert = Alert(
-        make_alert_id(fingerprint(AlertType.SMS_FAILURES, scope, "900s"), 1.8e9),
-        AlertType.SMS_FAILURES, scope, 1.8e9, 1.8e9 + 900, 120, 100, 120, 1.8e9 + 600,
-    )  # fmt: skip
-    record = orjson.loads(alert.to_bytes())
+    record = orjson.loads(_alert("spring", 120).to_bytes())
     assert validator.is_valid(record | {"from_a_newer_version": [1, 2]})
     assert not validator.is_valid({k: v for k, v in record.items() if k != "scope"})
 
 
+def _alert(campaign: str, count: int) -> Alert:
+    scope = scope_key(ScopeType.CAMPAIGN, campaign)
+    return Alert(
+        make_alert_id(fingerprint(AlertType.SMS_FAILURES, scope, "900s"), 1.8e9),
+        AlertType.SMS_FAILURES, scope, 1.8e9, 1.8e9 + 900, count, 100, count, 1.8e9 + 600,
+    )  # fmt: skip
+
+
 @pytest.mark.kafka
 def test_the_example_subscriber_prints_each_alert_once(topics: Settings) -> None:
-    scope = scope_key(ScopeType.CAMPAIGN, "spring")
-    alert = Alert(
-        make_alert_id(fingerprint(AlertType.SMS_FAILURES, scope, "900s"), 1.8e9),
-        AlertType.SMS_FAILURES, scope, 1.8e9, 1.8e9 + 900, 120, 100, 120, 1.8e9 + 600,
-    )  # fmt: skip
-    newer = orjson.dumps(orjson.loads(alert.to_bytes()) | {"from_a_newer_version": True})
-    produce(topics, Topic.ALERTS, [(alert.alert_id, newer)] * 2)  # delivered twice
+    """One alert delivered twice, with a field of a newer version, then another: two
+    lines, in order."""
+    first, second = _alert("spring", 120), _alert("fall", 150)
+    newer = orjson.dumps(orjson.loads(first.to_bytes()) | {"from_a_newer_version": True})
+    produce(
+        topics,
+        Topic.ALERTS,
+        [("one-partition", newer), ("one-partition", newer), ("one-partition", second.to_bytes())],
+    )
     printed = subprocess.run(
         [
             sys.executable,
@@ -75,7 +80,7 @@ def test_the_example_subscriber_prints_each_alert_once(topics: Settings) -> None
             "--prefix",
             topics.topic_prefix,
             "--max",
-            "1",
+            "2",
         ],
         capture_output=True,
         text=True,
@@ -83,5 +88,6 @@ def test_the_example_subscriber_prints_each_alert_once(topics: Settings) -> None
         check=True,
     )
     assert printed.stdout.splitlines() == [
-        "FIRING sms_failures campaign:spring: 120 (threshold 100)"
+        "FIRING sms_failures campaign:spring: 120 (threshold 100)",
+        "FIRING sms_failures campaign:fall: 150 (threshold 100)",
     ]

@@ -16,6 +16,7 @@ from typing import cast
 
 import pytest
 from confluent_kafka import Message
+from prometheus_client import REGISTRY
 
 from contract.kafka import sink_consumer_config
 from contract.settings import Settings
@@ -55,6 +56,13 @@ def batching(
     )
 
 
+def revocations(consumer: str) -> float:
+    sample = REGISTRY.get_sample_value(
+        "switchboard_consumer_rebalances_total", {"consumer": consumer, "how": "revoked"}
+    )
+    return sample or 0.0
+
+
 def values(n: int, tag: str = "r", key: str | None = None) -> list[tuple[str | None, bytes]]:
     """`n` records, spread over partitions by their keys, or all of them on `key`'s."""
     return [(key or f"k{i}", f"{tag}{i}".encode()) for i in range(n)]
@@ -73,12 +81,16 @@ def test_revoked_in_the_middle_of_a_batch_it_is_given_up_and_read_again(
     group = topics.topic_prefix + "revoke"
     produce(topics, Topic.EVENTS, values(300))
     a = batching(topics, ListSink(written, down), group, name="a")
+    revoked_before = revocations("a")
     with Running(a):
         held = cast(Batching[list[bytes]], a.strategy)
         wait_for(lambda: held._writing is not None, what="A holding a batch it cannot write")
         b = batching(topics, ListSink(written, down), group, name="b")
         with Running(b):
-            time.sleep(3)  # the join: A's wait is interrupted, both get partitions
+            wait_for(
+                lambda: revocations("a") > revoked_before, what="B's join to revoke A's partitions"
+            )
+            wait_for(lambda: b._consumer.assignment(), what="B's share of the partitions")
             assert committed_total(topics, group, Topic.EVENTS) == 0
             assert written == []
             down.clear()

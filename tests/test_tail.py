@@ -103,11 +103,16 @@ class Terminal:
                 break
         raise AssertionError(f"{needle!r} not on the screen after {timeout} s:\n{self.text}")
 
-    def stop(self) -> int:
+    def stop(self) -> int | None:
+        """Ctrl-C, then the exit code; None if it did not exit in time (the caller asserts
+        it, after whatever failed first, which a raise here would hide)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)  # Ctrl-C
+        code: int | None = None
         try:
-            code = self.proc.wait(15)
+            code = self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            pass
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()

@@ -259,9 +259,16 @@ class Dispatcher:
             self.store.insert_json("forwards", FORWARD_COLUMNS, payload)
             return state
 
-        # retried in place: re-reading the request would send again
+        # Retried in place: re-reading the request would send again. After a send, a
+        # revocation does not end the retries (the partition's next owner would send it
+        # again if it found no record); only a stop does.
         what = f"recording {request.kind.value} forward {request.forward_id} as {state.value}"
-        recorded = until_done(what, insert, wait=wait, **self._retry)
+        held = state is State.SENT
+
+        def backoff(seconds: float) -> bool:
+            return wait(seconds, through_revocation=held)
+
+        recorded = until_done(what, insert, wait=backoff, **self._retry)
         if recorded is None:
             if state is State.SENT:
                 logger.error(
