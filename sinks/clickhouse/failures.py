@@ -67,20 +67,9 @@ FAILED_CALLS = AlertReport(
         "call_sid, status, event_at, call_direction, call_to, call_from, call_recording_url",
     ),
 )
+# a low-MOS alert lists its calls with the inbound call tracker's columns
 MOS_CALLS = AlertReport(
-    Export(
-        columns=(
-            "Call SID",
-            "Call Status",
-            "Event Timestamp",
-            "To Number",
-            "From Number",
-            "Call Duration(s)",
-            "Audio in MOS",
-        ),
-        sql="",
-        formats=EXPORTS["failed-calls"].formats,
-    ),
+    EXPORTS["inbound-calls"],
     _calls("mos IS NOT NULL", "call_sid, status, event_at, call_to, call_from, duration_s, mos"),
 )
 
