@@ -130,10 +130,12 @@ EXPORTS: dict[str, Export] = {
 }
 
 DESCRIPTIONS: dict[str, str] = {
-    "failed-messages": "failed and undelivered messages, enriched where the REST API was asked",
-    "failed-calls": "voice calls that failed",
-    "calls": "voice calls that ended: completed, canceled, no-answer, busy",
-    "inbound-calls": "inbound calls, as the seed's inbound call tracker kept them",
+    "failed-messages": "failed and undelivered messages, enriched where the REST API was asked "
+    "(the seed's SMS error tracker's table)",
+    "failed-calls": "voice calls that failed (the seed's voice call tracker's failed calls)",
+    "calls": "voice calls that ended: completed, canceled, no-answer, busy (the seed's voice "
+    "call tracker's table; failed calls are in failed-calls)",
+    "inbound-calls": "inbound calls (the seed's inbound call tracker's table)",
 }
 
 _SID_KEY = {

@@ -19,6 +19,8 @@ from contract.alerts import AlertType
 from contract.deadletters import Reason
 from contract.errors import SwitchboardError
 from contract.settings import Settings, load_settings
+from query.exports import DESCRIPTIONS as EXPORT_DESCRIPTIONS
+from query.exports import EXPORTS
 from query.reports import DESCRIPTIONS as REPORT_DESCRIPTIONS
 from query.reports import REPORTS, Filters
 from runtime import logs
@@ -208,65 +210,27 @@ def _export(name: str, output: Path | None, filters: Filters) -> None:
         console.print(f"wrote {written} rows to {output}")
 
 
-@export_app.command("failed-messages")
-def export_failed_messages(
-    output: Output = None,
-    since: Since = None,
-    until: Until = None,
-    campaign: Campaign = None,
-    number: Number = None,
-) -> None:
-    """Failed and undelivered messages, as the seed's SMS error tracker wrote them.
+def _export_command(name: str) -> None:
+    """`switchboard export NAME`, one for each export in `query/exports.py`."""
 
-    Columns: Message Sid, Message Status, Error Code, Error Message, Date Sent, To, From,
-    Body. Error Message and Date Sent are what the REST API said, for the messages that
-    the sink has enriched so far."""
-    _export("failed-messages", output, Filters(since, until, campaign, number))
+    def export(
+        output: Output = None,
+        since: Since = None,
+        until: Until = None,
+        campaign: Campaign = None,
+        number: Number = None,
+    ) -> None:
+        _export(name, output, Filters(since, until, campaign, number))
 
-
-@export_app.command("failed-calls")
-def export_failed_calls(
-    output: Output = None,
-    since: Since = None,
-    until: Until = None,
-    campaign: Campaign = None,
-    number: Number = None,
-) -> None:
-    """Voice calls that failed, as the seed's call tracker wrote them.
-
-    Columns: Call SID, Call Status, Event Timestamp, Call Direction, To Number,
-    From Number, Recording URL (if present)."""
-    _export("failed-calls", output, Filters(since, until, campaign, number))
+    summary = EXPORT_DESCRIPTIONS[name]
+    export.__doc__ = (
+        f"{summary[0].upper()}{summary[1:]}.\n\nColumns: {', '.join(EXPORTS[name].columns)}."
+    )
+    export_app.command(name)(export)
 
 
-@export_app.command("calls")
-def export_calls(
-    output: Output = None,
-    since: Since = None,
-    until: Until = None,
-    campaign: Campaign = None,
-    number: Number = None,
-) -> None:
-    """Voice calls that ended: completed, canceled, no-answer or busy.
-
-    The failed-calls columns; failed calls are in `export failed-calls`, as the seed's
-    call tracker kept them apart."""
-    _export("calls", output, Filters(since, until, campaign, number))
-
-
-@export_app.command("inbound-calls")
-def export_inbound_calls(
-    output: Output = None,
-    since: Since = None,
-    until: Until = None,
-    campaign: Campaign = None,
-    number: Number = None,
-) -> None:
-    """Inbound calls, as the seed's inbound call tracker wrote them on exit.
-
-    Columns: Call SID, Call Status, Event Timestamp, To Number, From Number,
-    Call Duration(s), Audio in MOS."""
-    _export("inbound-calls", output, Filters(since, until, campaign, number))
+for _name in EXPORTS:
+    _export_command(_name)
 
 
 dead_letters_app = typer.Typer(
