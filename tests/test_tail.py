@@ -63,6 +63,10 @@ def producer(topics: Settings) -> Iterator[Producer]:
     producer.flush(10)
 
 
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Terminal:
     """`switchboard tail` in a pseudo-terminal, its screen output kept as it arrives."""
 
@@ -73,6 +77,9 @@ class Terminal:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "switchboard", "tail"],
             stdin=slave, stdout=slave, stderr=slave, env=env, cwd=ROOT, start_new_session=True,
+            # As a terminal's foreground command: Ctrl-C interrupts it, even when the tests
+            # run in the background (where the shell has the children ignore SIGINT).
+            preexec_fn=_interruptible,
         )  # fmt: skip
         os.close(slave)
         self.master = master
