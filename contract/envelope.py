@@ -1,8 +1,11 @@
 """The raw callback as the edge received it: what lands on `callbacks.<kind>`.
 
-Versioned so a consumer can tell old records from new ones. Every parameter is
-kept as received (strings), with the query-string tags, the time of receipt and
-the signature verdict.
+Versioned so a consumer can tell old records from new ones. `params` are the
+Compatibility parameters (strings) the normalizer reads, with the query-string tags,
+the time of receipt and the signature verdict. Version 2 adds the callback's
+`format` (`contract.formats`) and, for the JSON formats, the event exactly as
+received in `body` (for Compatibility callbacks `params` are the body as received).
+Version 1 records (no format, no body) are still read, as Compatibility callbacks.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from typing import Any
 import orjson
 
 from contract.errors import BadCallback
+from contract.formats import Format
 from contract.kinds import CallbackKind
 
-ENVELOPE_VERSION = 1
+ENVELOPE_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 class SignatureVerdict(StrEnum):
@@ -32,25 +37,29 @@ class Envelope:
     received_at: float  # seconds since the epoch, UTC, stamped at the edge
     signature: SignatureVerdict
     tags: dict[str, str] = field(default_factory=dict)
+    format: Format = Format.COMPAT
+    body: Any = None  # the JSON event as received; None when `params` are the body
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(
-            {
-                "v": ENVELOPE_VERSION,
-                "kind": self.kind.value,
-                "sid": self.sid,
-                "params": self.params,
-                "tags": self.tags,
-                "received_at": self.received_at,
-                "signature": self.signature.value,
-            }
-        )
+        record = {
+            "v": ENVELOPE_VERSION,
+            "kind": self.kind.value,
+            "sid": self.sid,
+            "format": self.format.value,
+            "params": self.params,
+            "tags": self.tags,
+            "received_at": self.received_at,
+            "signature": self.signature.value,
+        }
+        if self.body is not None:
+            record["body"] = self.body
+        return orjson.dumps(record)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Envelope:
         try:
             data: dict[str, Any] = orjson.loads(raw)
-            if data.get("v") != ENVELOPE_VERSION:
+            if data.get("v") not in READABLE_VERSIONS:
                 raise BadCallback(f"unsupported envelope version {data.get('v')!r}")
             return cls(
                 kind=CallbackKind(data["kind"]),
@@ -59,6 +68,8 @@ class Envelope:
                 tags={str(k): str(v) for k, v in (data.get("tags") or {}).items()},
                 received_at=float(data["received_at"]),
                 signature=SignatureVerdict(data["signature"]),
+                format=Format(data.get("format", Format.COMPAT)),
+                body=data.get("body"),
             )
         except BadCallback:
             raise

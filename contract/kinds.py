@@ -20,7 +20,7 @@ class ParamType(StrEnum):
     TEXT = "text"
     INT = "int"
     FLOAT = "float"
-    TIMESTAMP = "timestamp"  # RFC 2822 from the provider, stored as UTC
+    TIMESTAMP = "timestamp"  # RFC 2822, ISO 8601 or Unix seconds; stored as UTC
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +91,7 @@ SPECS: dict[CallbackKind, KindSpec] = {
             Param("Body"),
             Param("NumMedia", INT),
             Param("NumSegments", INT),
+            Param("Timestamp", TS),  # JSON formats only; Compatibility SMS callbacks have none
         ),
         raw_topic=Topic.CALLBACKS_SMS,
         table="sms_events",

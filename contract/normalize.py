@@ -1,8 +1,9 @@
 """Raw callback parameters to a typed `Event`: a pure function, used by every stage.
 
 The provider sends everything as strings, empty strings for absent values, RFC 2822
-timestamps and MOS as text. A value that cannot be read as its type costs nothing but
-itself: it is NULL (None) in its typed column, like an absent one, and its raw text is
+timestamps and MOS as text; the JSON formats (`contract.formats`) add ISO 8601 and
+Unix timestamps and numbers that were JSON numbers, which read the same way. A value
+that cannot be read as its type costs nothing but itself: it is NULL (None) in its typed column, like an absent one, and its raw text is
 kept in the event's `parse_errors` (parameter name to raw value). Only a callback with
 no SID (nothing to keep it under) or no status (nothing to count) raises `BadCallback`,
 with its dead-letter reason.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -57,14 +59,30 @@ def parse_value(param: Param, raw: str | None) -> Any:
                 raise ValueError("not finite")
             return value
         case ParamType.TIMESTAMP:
-            moment = parsedate_to_datetime(text)
-            if moment.tzinfo is None:
-                raise ValueError("no time zone")
-            seconds = moment.timestamp()
+            seconds = parse_time(text)
             if not _TIME_MIN <= seconds < _TIME_MAX:
                 raise ValueError("out of range")
             return seconds
     raise AssertionError(param.type)
+
+
+def parse_time(text: str) -> float:
+    """Epoch seconds from RFC 2822 (Compatibility), ISO 8601 (REST, Event Streams) or a
+    Unix time in seconds (SWML; milliseconds when it is too large to be seconds)."""
+    if text[0].isdigit() and "-" not in text and ":" not in text:
+        seconds = float(text)
+        if not math.isfinite(seconds):
+            raise ValueError("not finite")
+        return seconds / 1000 if seconds >= 1e11 else seconds
+    if text[0].isdigit():
+        moment = datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)  # ISO times without an offset are UTC
+        return moment.timestamp()
+    moment = parsedate_to_datetime(text)
+    if moment.tzinfo is None:
+        raise ValueError("no time zone")
+    return moment.timestamp()
 
 
 def normalize(envelope: Envelope) -> Event:

@@ -1,8 +1,14 @@
-"""Status precedence: a message's or call's state never moves backwards.
+"""Status precedence: a message's or call's state never moves backwards; and how each
+final status counts in delivery rates.
 
 Callbacks arrive late and out of order; a lower-ranked status after a higher one
 is history, not a transition. Final statuses share the top rank, so the first
 final status a SID reaches is the one it keeps.
+
+Every status is stored, whatever it is. One the ranks below do not name (a new or
+misspelt one) ranks `UNKNOWN_RANK`: it never moves a SID's state, and the delivery
+report counts its messages apart, as `other`. The README's status table says how
+every status of every format counts; it is made from these sets.
 """
 
 from __future__ import annotations
@@ -11,17 +17,29 @@ SMS_RANK: dict[str, int] = {
     "accepted": 0,
     "scheduled": 0,
     "queued": 1,
+    "initiated": 1,  # SignalWire REST: accepted for sending, as queued
     "sending": 2,
     "sent": 3,
     "receiving": 3,
     "delivered": 4,
+    "read": 4,
+    "partially_delivered": 4,
     "undelivered": 4,
     "failed": 4,
+    "invalid": 4,  # cXML <Message>/<Sms>: refused before sending
     "received": 4,
     "canceled": 4,
-    "read": 4,
 }
-SMS_FAILED = frozenset({"undelivered", "failed"})
+# Delivery rate = delivered / (delivered + undelivered + failed), over these sets.
+# `read` implies delivered; `partially_delivered` reached the handset in part.
+SMS_DELIVERED = frozenset({"delivered", "read", "partially_delivered"})
+SMS_UNDELIVERED = frozenset({"undelivered"})
+SMS_FAILED_ONLY = frozenset({"failed", "invalid"})  # never left the provider
+SMS_FAILED = SMS_UNDELIVERED | SMS_FAILED_ONLY  # what failure alerts and enrichment count
+# Final but outside the rate: a canceled (scheduled) message is no failure, an
+# inbound message no delivery.
+SMS_NOT_COUNTED = frozenset({"canceled", "received"})
+SMS_QUEUED = frozenset({"accepted", "scheduled", "queued", "initiated", "sending"})
 
 CALL_RANK: dict[str, int] = {
     "queued": 0,

@@ -41,8 +41,9 @@ class State(TypedDict):
 
 
 class Edge(Starlette):
-    """Starlette, except that every POST under /callbacks/ goes straight to the callback
-    endpoint (an unknown kind, with slashes or not, is its JSON 404 with a log line).
+    """Starlette, except that every POST (or GET: `StatusCallbackMethod=GET`) under
+    /callbacks/ goes straight to the callback endpoint (an unknown kind, with slashes or
+    not, is its JSON 404 with a log line).
 
     Starlette's middleware stack and router cost about 9 us per request, a tenth of
     what a callback costs the edge; the callback endpoint has its own error handling.
@@ -54,7 +55,7 @@ class Edge(Starlette):
         self._callbacks = callbacks
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] == "http" and scope["method"] in ("POST", "GET"):
             path: str = scope["path"]
             if path.startswith(CALLBACKS):
                 scope["path_params"] = {"kind": path[len(CALLBACKS) :]}
@@ -121,7 +122,7 @@ def create_app(settings: Settings | None = None) -> Edge:
     return Edge(
         callbacks,
         routes=[
-            Route(CALLBACKS + "{kind}", callbacks, methods=["POST"]),
+            Route(CALLBACKS + "{kind}", callbacks, methods=["POST", "GET"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", prometheus),

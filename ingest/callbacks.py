@@ -1,4 +1,11 @@
-"""`POST /callbacks/{kind}`: answers 204 only once Kafka holds the callback.
+"""`POST /callbacks/{kind}` (and GET, for `StatusCallbackMethod=GET`): answers 204 only
+once Kafka holds the callback.
+
+Which format a body is in, and which callbacks it holds, is `contract.formats`'s
+business: a form, a GET query or a JSON body posted to any kind's URL becomes one
+envelope per callback (an Event Streams batch holds several; an SWML record event
+posted to the voice URL goes to the recording topic), and 204 means all of them
+are in Kafka.
 
 The hot route is a plain ASGI endpoint rather than a `request -> response`
 function: Starlette's Request and Response objects and its middleware stack
@@ -9,6 +16,7 @@ answered 4xx with one log line saying why, and never reaches Kafka.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -17,6 +25,7 @@ import orjson
 from starlette.datastructures import URL
 from starlette.types import Message, Receive, Scope, Send
 
+from contract import formats
 from contract.envelope import Envelope, SignatureVerdict
 from contract.errors import BadCallback, DeliveryFailed
 from contract.kinds import CallbackKind
@@ -63,7 +72,7 @@ class CallbackEndpoint:
             detail = f"no callback kind {raw_kind[:40]!r}"
             return await _reject(send, "unknown", None, _Rejected(404, "unknown_kind", detail))
         try:
-            envelope = await self._receive(kind, scope, receive)
+            envelopes = await self._receive(kind, scope, receive)
         except _Rejected as rejected:
             return await _reject(send, kind, rejected.sid, rejected)
         except _Disconnected:
@@ -72,16 +81,15 @@ class CallbackEndpoint:
 
         started = time.perf_counter()
         metrics.IN_FLIGHT.inc()
+        producer: AsyncProducer = scope["state"]["producer"]
         try:
-            producer: AsyncProducer = scope["state"]["producer"]
-            await producer.send(
-                self._topics[kind],
-                envelope.sid.encode(),
-                envelope.to_bytes(),
-                self._settings.produce_timeout_s,
-            )
+            if len(envelopes) == 1:
+                await self._produce(producer, envelopes[0])
+            else:
+                await asyncio.gather(*(self._produce(producer, e) for e in envelopes))
         except DeliveryFailed as exc:
-            logger.error("kafka did not take %s callback sid=%s: %s", kind, envelope.sid, exc)
+            sids = ",".join(e.sid for e in envelopes)
+            logger.error("kafka did not take %s callback sid=%s: %s", kind, sids, exc)
             metrics.rejected(kind, "kafka_unavailable", 503)
             return await _respond(
                 send,
@@ -92,43 +100,76 @@ class CallbackEndpoint:
         finally:
             metrics.IN_FLIGHT.dec()
         metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
-        metrics.ACCEPTED[kind].inc()
-        params = envelope.params
-        logger.info(
-            "accepted %s sid=%s status=%s error_code=%s",
-            kind.value,
-            envelope.sid,
-            params.get(kind.spec.status_param or "") or "-",
-            params.get("ErrorCode") or "-",
-        )
+        for envelope in envelopes:
+            metrics.ACCEPTED[envelope.kind].inc()
+            params = envelope.params
+            logger.info(
+                "accepted %s sid=%s status=%s error_code=%s format=%s",
+                envelope.kind.value,
+                envelope.sid,
+                params.get(envelope.kind.spec.status_param or "") or "-",
+                params.get("ErrorCode") or "-",
+                envelope.format.value,
+            )
         for message in _NO_CONTENT:
             await send(message)
 
-    async def _receive(self, kind: CallbackKind, scope: Scope, receive: Receive) -> Envelope:
-        """The callback as an envelope, or `_Rejected` saying why not."""
+    async def _produce(self, producer: AsyncProducer, envelope: Envelope) -> None:
+        await producer.send(
+            self._topics[envelope.kind],
+            envelope.sid.encode(),
+            envelope.to_bytes(),
+            self._settings.produce_timeout_s,
+        )
+
+    async def _receive(self, kind: CallbackKind, scope: Scope, receive: Receive) -> list[Envelope]:
+        """The callbacks as envelopes, or `_Rejected` saying why not."""
         headers = dict(scope["headers"])
-        raw = await self._read_body(headers, receive)
+        query = scope["query_string"].decode(errors="replace")
         try:
-            decoded = decode(headers.get(b"content-type", b"").decode("latin-1"), raw)
-            tags = parse_form(scope["query_string"].decode(errors="replace"), strict=False)
+            if scope["method"] == "GET":
+                # the whole callback is in the query: the provider's parameters are
+                # PascalCase, the callback URL's own tags (campaign=...) are not
+                raw = b""
+                everything = parse_form(query, strict=False)
+                tags = {k: v for k, v in everything.items() if not k[:1].isupper()}
+                decoded = Decoded(params={k: v for k, v in everything.items() if k[:1].isupper()})
+            else:
+                raw = await self._read_body(headers, receive)
+                decoded = decode(headers.get(b"content-type", b"").decode("latin-1"), raw)
+                tags = parse_form(query, strict=False)
         except UnsupportedMediaType as exc:
             raise _Rejected(415, "unsupported_media_type", exc.reason) from None
         except BadCallback as exc:
             raise _Rejected(400, "malformed", exc.reason) from None
         except ValueError as exc:
             raise _Rejected(400, "malformed", f"undecodable query string: {exc}") from None
-        sid_param = kind.spec.sid_param
-        sid = decoded.params.get(sid_param, "").strip()
-        if not sid:
-            raise _Rejected(400, "missing_sid", f"{sid_param} is missing")
-        return Envelope(
-            kind=kind,
-            sid=sid,
-            params=decoded.params,
-            tags=tags,
-            received_at=time.time(),
-            signature=self._verdict(scope, headers, raw, decoded, sid),
-        )
+        try:
+            if decoded.params is not None:
+                callbacks = [formats.compat(kind, decoded.params)]
+            else:
+                callbacks = formats.read(kind, decoded.data)
+        except formats.UnknownFormat as exc:
+            raise _Rejected(400, "unknown_format", exc.reason) from None
+        except formats.UnhandledEvent as exc:
+            raise _Rejected(400, "unhandled_event", exc.reason) from None
+        except BadCallback as exc:
+            raise _Rejected(400, "missing_sid", exc.reason) from None
+        signature = self._verdict(scope, headers, raw, decoded, callbacks[0].sid)
+        received_at = time.time()
+        return [
+            Envelope(
+                kind=cb.kind,
+                sid=cb.sid,
+                params=cb.params,
+                tags=cb.tags | tags if cb.tags else tags,
+                received_at=received_at,
+                signature=signature,
+                format=cb.format,
+                body=cb.body,
+            )
+            for cb in callbacks
+        ]
 
     async def _read_body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
         limit = self._settings.max_body_bytes
@@ -164,7 +205,8 @@ class CallbackEndpoint:
         query = scope["query_string"].decode("latin-1")
         path_and_query = scope["path"] + (f"?{query}" if query else "")
         url = self._signatures.public_url(path_and_query) or str(URL(scope=scope))
-        form = None if decoded.is_json else decoded.params
+        # a GET is signed over its URL alone, as a form post with no parameters
+        form = {} if scope["method"] == "GET" else decoded.params
         if not self._signatures.verify(url, signature, raw=raw, form=form):
             raise _Rejected(403, "bad_signature", f"signature does not match {url}", sid)
         return SignatureVerdict.VALID

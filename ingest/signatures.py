@@ -3,14 +3,23 @@
 The provider signs the URL it called, which is not the URL we see behind a proxy
 or tunnel: `SWITCHBOARD_PUBLIC_URL` gives the public base, and the request's path
 and query are appended to it.
+
+One scheme per format:
+- Compatibility form posts: base64 HMAC-SHA1 over the URL and the parameters sorted by
+  name (the Twilio scheme); a GET is the same with no parameters, over its full URL.
+- SignalWire JSON webhooks (REST, SWML): lower-case hex HMAC-SHA1 over the URL and the
+  raw body, in `X-SignalWire-Signature`.
+- Twilio JSON webhooks: a `bodySHA256` query parameter, the hex SHA-256 of the raw
+  body, and the Twilio scheme over the URL (which holds it) with no parameters.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 from collections.abc import Iterator
-from urllib.parse import ParseResult, urlparse, urlsplit, urlunsplit
+from urllib.parse import ParseResult, parse_qs, urlparse, urlsplit, urlunsplit
 
 # the URL variants the SDK's validate signs (its own helpers, from the Twilio library)
 from signalwire.request_validator import RequestValidator, add_port, remove_port
@@ -41,6 +50,8 @@ class SignatureChecker:
             return False
         if form is not None:
             return self._verify_form(url, signature, form)
+        if "bodySHA256" in url:
+            return self._verify_body_hash(url, signature, raw)
         if not self._validate(url, signature, raw):
             return False
         default = _with_default_port(url)
@@ -73,6 +84,19 @@ class SignatureChecker:
         except (TypeError, ValueError) as exc:
             logger.info("signature check raised %s: treating as invalid", type(exc).__name__)
             return False
+
+    def _verify_body_hash(self, url: str, signature: str, raw: bytes) -> bool:
+        """Twilio's JSON webhooks: the body's SHA-256 is in the signed URL."""
+        try:
+            declared = parse_qs(urlsplit(url).query).get("bodySHA256")
+        except ValueError:
+            return False
+        if not declared:
+            return self._validate(url, signature, raw)  # a name in a value, not the parameter
+        digest = hashlib.sha256(raw).hexdigest()
+        if not hmac.compare_digest(digest.encode(), declared[0].lower().encode(errors="replace")):
+            return False
+        return self._verify_form(url, signature, {})
 
     def _validate(self, url: str, signature: str, raw: bytes) -> bool:
         """The SDK's check of a JSON body: the SignalWire scheme, then the Twilio one."""

@@ -31,7 +31,14 @@ from contract import jsonbytes
 from contract.alerts import ScopeType, scope_key
 from contract.events import Event
 from contract.kinds import CallbackKind
-from contract.statuses import SMS_FINAL, advances, final
+from contract.statuses import (
+    SMS_DELIVERED,
+    SMS_FAILED_ONLY,
+    SMS_FINAL,
+    SMS_UNDELIVERED,
+    advances,
+    final,
+)
 from contract.windows import CallCounts, DeliveryCounts
 
 
@@ -55,12 +62,11 @@ _KEY_PREFIX: dict[CallbackKind, str] = {
 }
 
 SENT = "sent"
-_RECEIPT_FIELD = {
-    "delivered": DeliveryCounts.DELIVERED,
-    "read": DeliveryCounts.DELIVERED,  # read implies delivered; the two share the final rank
-    "undelivered": DeliveryCounts.UNDELIVERED,
-    "failed": DeliveryCounts.FAILED,
-}
+_RECEIPT_FIELD = (
+    dict.fromkeys(SMS_DELIVERED, DeliveryCounts.DELIVERED)
+    | dict.fromkeys(SMS_UNDELIVERED, DeliveryCounts.UNDELIVERED)
+    | dict.fromkeys(SMS_FAILED_ONLY, DeliveryCounts.FAILED)
+)
 _CALL_FIELD = {
     "completed": CallCounts.COMPLETED,
     "failed": CallCounts.FAILED,

@@ -19,6 +19,14 @@ from contract.alerts import ScopeType
 from contract.error_codes import meaning
 from contract.kinds import SPECS, KindSpec
 from contract.settings import Settings
+from contract.statuses import (
+    SMS_DELIVERED,
+    SMS_FAILED,
+    SMS_FAILED_ONLY,
+    SMS_NOT_COUNTED,
+    SMS_QUEUED,
+    SMS_UNDELIVERED,
+)
 from sinks.clickhouse.store import Store
 
 
@@ -126,16 +134,25 @@ def messages_sql(extra_where: str = "", *, final: bool = True) -> str:
 """
 
 
-# Each message in one bucket of the status funnel. `sent` with no receipt after the
-# configured time, or with media (MMS never gets one), is unconfirmed, not failed.
+def _in(statuses: frozenset[str]) -> str:
+    """`('a', 'b')`: a set of `contract.statuses` as an SQL list (they are constants)."""
+    return "(" + ", ".join(f"'{status}'" for status in sorted(statuses)) + ")"
+
+
+# Each message in one bucket of the status funnel, by the sets of `contract.statuses`.
+# `sent` with no receipt after the configured time, or with media (MMS never gets
+# one), is unconfirmed, not failed. A status no rank names is `other`.
 _CLASSIFIED = f"""
     WITH now64(3) - toIntervalSecond({{unconfirmed_after_s:UInt32}}) AS unconfirmed_before
     SELECT *,
-           multiIf(status IN ('delivered', 'undelivered', 'failed'), status,
+           multiIf(status IN {_in(SMS_DELIVERED)}, 'delivered',
+                   status IN {_in(SMS_UNDELIVERED)}, 'undelivered',
+                   status IN {_in(SMS_FAILED_ONLY)}, 'failed',
+                   status IN {_in(SMS_NOT_COUNTED)}, 'not_counted',
                    status = 'sent' AND (num_media > 0 OR last_seen < unconfirmed_before),
                        'unconfirmed',
                    status = 'sent', 'sent',
-                   status IN ('accepted', 'scheduled', 'queued', 'sending'), 'queued',
+                   status IN {_in(SMS_QUEUED)}, 'queued',
                    'other') AS bucket
     FROM ({messages_sql()})
 """
@@ -179,7 +196,9 @@ DELIVERY = f"""
            countIf(bucket = 'failed') AS failed,
            countIf(bucket = 'unconfirmed') AS unconfirmed,
            countIf(bucket IN ('queued', 'sent')) AS pending,
-           round(delivered / nullIf(delivered + undelivered + failed, 0), 4) AS delivery_rate
+           round(delivered / nullIf(delivered + undelivered + failed, 0), 4) AS delivery_rate,
+           countIf(bucket = 'not_counted') AS not_counted,
+           countIf(bucket = 'other') AS other
     FROM ({_CLASSIFIED})
     GROUP BY message_campaign
     ORDER BY message_campaign
@@ -189,12 +208,12 @@ DELIVERY = f"""
 DELIVERY_RATE = f"""
     SELECT toStartOfInterval(settled_at, toIntervalSecond({{bucket_s:UInt32}})) AS bucket_start,
            message_campaign AS campaign,
-           countIf(status = 'delivered') AS delivered,
-           countIf(status = 'undelivered') AS undelivered,
-           countIf(status = 'failed') AS failed,
+           countIf(status IN {_in(SMS_DELIVERED)}) AS delivered,
+           countIf(status IN {_in(SMS_UNDELIVERED)}) AS undelivered,
+           countIf(status IN {_in(SMS_FAILED_ONLY)}) AS failed,
            round(delivered / nullIf(delivered + undelivered + failed, 0), 4) AS delivery_rate
     FROM ({messages_sql()})
-    WHERE status IN ('delivered', 'undelivered', 'failed')
+    WHERE status IN {_in(SMS_DELIVERED | SMS_FAILED)}
     GROUP BY bucket_start, campaign
     ORDER BY bucket_start, campaign
 """
@@ -223,12 +242,12 @@ FAILURES = f"""
     SELECT kind,
            ifNull(error_code, '') AS error_code,
            count() AS failures,
-           countIf(status = 'failed') AS failed,
-           countIf(status = 'undelivered') AS undelivered,
+           countIf(status IN {_in(SMS_FAILED_ONLY)}) AS failed,
+           countIf(status IN {_in(SMS_UNDELIVERED)}) AS undelivered,
            round(100 * failures / sum(failures) OVER (), 2) AS share_pct
     FROM (
         SELECT 'sms' AS kind, status, final_error_code AS error_code
-        FROM ({messages_sql()}) WHERE status IN ('failed', 'undelivered')
+        FROM ({messages_sql()}) WHERE status IN {_in(SMS_FAILED)}
         UNION ALL
         SELECT kind, status, final_error_code AS error_code
         FROM ({calls_sql()}) WHERE status = 'failed'
