@@ -3,10 +3,11 @@
 The provider sends everything as strings, empty strings for absent values, RFC 2822
 timestamps and MOS as text; the JSON formats (`contract.formats`) add ISO 8601 and
 Unix timestamps and numbers that were JSON numbers, which read the same way. A value
-that cannot be read as its type costs nothing but itself: it is NULL (None) in its typed column, like an absent one, and its raw text is
-kept in the event's `parse_errors` (parameter name to raw value). Only a callback with
-no SID (nothing to keep it under) or no status (nothing to count) raises `BadCallback`,
-with its dead-letter reason.
+that cannot be read as its type costs nothing but itself: it is NULL (None) in its
+typed column, like an absent one, and its raw text is kept in the event's
+`parse_errors` (parameter name to raw value). Only a callback with no SID (nothing to
+keep it under) or no status (nothing to count) raises `BadCallback`, with its
+dead-letter reason.
 """
 
 from __future__ import annotations
