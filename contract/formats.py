@@ -88,6 +88,9 @@ def read(kind: CallbackKind, data: Any) -> list[Callback]:
     if "event_type" in data and isinstance(data.get("params"), dict):
         return [_swml(kind, data)]
     if not _COMPAT_NAMES.isdisjoint(data):
+        sid = data.get(kind.spec.sid_param)
+        if isinstance(sid, dict | list):
+            raise BadCallback(f"{kind.spec.sid_param} is not a string")
         return [compat(kind, {str(k): _text(v) for k, v in data.items()})]
     if "status" in data and ("id" in data or "project_id" in data):
         return [_signalwire_rest(data)]

@@ -82,7 +82,7 @@ def test_every_fixture_lands_as_its_row(topics: Settings, store: Store, processo
             found = wait_for(
                 rows,
                 timeout=90,
-                what=f"{len(fixtures)} rows in {spec.table}; processors:\n{processors.log()[-3000:]}",
+                what=f"{len(fixtures)} rows in {spec.table}: {processors.log()[-3000:]}",
             )
             assert len(found) == len(fixtures), found
             by_sid = {row[spec.sid_column]: row for row in found}

@@ -168,8 +168,17 @@ REJECTED: list[tuple[str, str, Any, dict[str, str], int, str]] = [
     ("bad escape", "sms", b"MessageSid=SM1&Body=%ff", F, 400, MALFORMED),
     ("field without =", "sms", b"MessageSid=SM1&oops", F, 400, MALFORMED),
     ("JSON broken", "sms", b'{"MessageSid": "SM1"', J, 400, MALFORMED),
-    ("JSON array", "sms", b'["MessageSid", "SM1"]', J, 400, MALFORMED),
-    ("JSON nested", "sms", b'{"MessageSid": {"a": 1}}', J, 400, MALFORMED),
+    ("JSON array", "sms", b'["MessageSid", "SM1"]', J, 400, "unknown_format"),
+    ("JSON of no format", "sms", b'{"sid": "SM1", "state": "sent"}', J, 400, "unknown_format"),
+    ("JSON nested SID", "sms", b'{"MessageSid": {"a": 1}}', J, 400, NO_SID),
+    (
+        "SWML play",
+        "voice",
+        b'{"event_type": "calling.call.play", "params": {}}',
+        J,
+        400,
+        "unhandled_event",
+    ),
     ("no SID", "sms", b"MessageStatus=sent", F, 400, NO_SID),
     ("empty SID", "voice", b"CallSid=&CallStatus=busy", F, 400, NO_SID),
     ("blank SID", "recording", b'{"RecordingSid": "  "}', J, 400, NO_SID),
@@ -199,7 +208,8 @@ def test_every_rejection_is_a_4xx_with_one_log_line_and_lands_nothing(
         assert lines[0].levelno == logging.WARNING
         assert f"({status} {reason})" in lines[0].getMessage(), why
 
-    assert edge.get("/callbacks/sms").status_code == 405
+    assert edge.get("/callbacks/sms").status_code == 400  # a GET callback with no MessageSid
+    assert edge.put("/callbacks/sms").status_code == 405
     assert set(records_on_topics(topics).values()) == {0}
     # and the count above can see a record when one lands
     assert edge.post("/callbacks/sms", data=EXAMPLES[CallbackKind.SMS]).status_code == 204
@@ -214,6 +224,7 @@ def test_an_accepted_callback_logs_its_kind_sid_status_and_error_code(
     accepted = [r.getMessage() for r in caplog.records if r.name == "ingest.callbacks"]
     assert accepted == [
         "accepted sms sid=SM5f1c0b6e2d4a4f7e9b8c3d2e1f0a9b8c status=undelivered error_code=30003"
+        " format=compat"
     ]
 
 
@@ -235,6 +246,7 @@ def test_health_readiness_and_openapi(edge: TestClient) -> None:
     }
     # the callback route is documented once per kind, and once for the kinds it refuses
     each_kind = {(f"/callbacks/{kind}", "POST") for kind in CallbackKind}
+    # GET callbacks are documented once, on /callbacks/{kind}
     assert documented == served | each_kind
 
     for kind in CallbackKind:

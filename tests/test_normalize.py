@@ -22,8 +22,9 @@ T = 1_800_000_000.0
     [
         ("AudioInMos", "N/A", "audio_in_mos"),
         ("AudioInMos", "nan", "audio_in_mos"),
-        ("Timestamp", "2025-06-01T12:00:00Z", "timestamp"),  # ISO 8601, not RFC 2822
-        ("Timestamp", "1717171717", "timestamp"),
+        ("Timestamp", "2025-13-01T12:00:00Z", "timestamp"),  # no 13th month
+        ("Timestamp", "yesterday", "timestamp"),
+        ("Timestamp", "1e999", "timestamp"),
         ("Timestamp", "Tue, 01 Jun 9999 12:00:00 +0000", "timestamp"),  # beyond DateTime64
         ("CallDuration", "12s", "call_duration"),
         ("CallDuration", "99999999999999999999", "call_duration"),  # beyond Int64

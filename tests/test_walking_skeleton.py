@@ -60,7 +60,9 @@ def test_sms_callback_is_acknowledged_after_kafka_has_it(
     [record] = read_topic(topics, Topic.CALLBACKS_SMS, expect=1)
     assert record.key() == SMS["MessageSid"].encode()
     envelope = orjson.loads(record.value())
-    assert envelope["v"] == 1
+    assert envelope["v"] == 2
+    assert envelope["format"] == "compat"
+    assert "body" not in envelope  # a form's parameters are its body
     assert envelope["kind"] == "sms"
     assert envelope["params"] == SMS
     assert envelope["tags"] == {"campaign": "spring-sale"}
