@@ -89,11 +89,11 @@ def _typed(kind: ParamType, value: Any) -> Any:
     return text
 
 
-def _at(data: dict[str, Any], path: str) -> Any:
+def _at(data: Any, path: str) -> Any:
     for part in path.split("."):
         if not isinstance(data, dict):
             return None
-        data = data.get(part)  # type: ignore[assignment]
+        data = data.get(part)
     return data
 
 
