@@ -99,10 +99,13 @@ class Scenario:
     duplicate_rate: float = 0.0  # provider retries: a callback sent again, byte for byte
     reorder_rate: float = 0.0  # a callback swapped behind its entity's next one
     # distinct callbacks with one typed value that is not one (AudioInMos N/A, a Timestamp
-    # in ISO 8601, a CallDuration of 12s), as a provider that changed its habits sends them
+    # of a 13th month, a CallDuration of 12s), as a provider that changed its habits sends them
     unreadable_rate: float = 0.0
     numbers_per_campaign: int = 4
     account_sid: str = "AC" + "5ca1ab1e" * 4
+    # Another namespace, same callbacks: its SIDs and numbers differ (the same campaign
+    # sent in several formats side by side, each with its own campaigns and account).
+    namespace: int = 0
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,7 @@ _FAILED = _Weighted(FAILED_CODES)
 UNREADABLE_TEXTS: dict[ParamType, tuple[str, ...]] = {
     ParamType.INT: ("N/A", "12s", "two", "1e400"),
     ParamType.FLOAT: ("N/A", "nan", "4,2"),
-    ParamType.TIMESTAMP: ("yesterday", "2025-06-01T12:00:00Z", "1717171717"),
+    ParamType.TIMESTAMP: ("yesterday", "2025-13-01T12:00:00Z", "Mon, 32 Foo 2025 25:00:00"),
 }
 
 
@@ -139,13 +142,24 @@ class _Builder:
     def __init__(self, scenario: Scenario) -> None:
         self.s = scenario
         self.rng = random.Random(scenario.seed)
-        self.tag = f"{scenario.seed & 0xFFFFFFFF:08x}"
+        ns = scenario.namespace
+        self.tag = (
+            f"{scenario.seed & 0xFFFFFFFF:08x}"
+            if not ns
+            else f"{ns:04x}{scenario.seed & 0xFFFF:04x}"
+        )
         self.count = 0
+        first = ns * len(scenario.campaigns)
         self.numbers = {
-            c: [f"+1555{200 + i % 800:03d}{n:04d}" for n in range(scenario.numbers_per_campaign)]
+            c: [
+                f"+1555{200 + (first + i) % 800:03d}{n:04d}"
+                for n in range(scenario.numbers_per_campaign)
+            ]
             for i, c in enumerate(scenario.campaigns)
         }
-        self.lines = [f"+1555010{n:04d}" for n in range(max(1, scenario.numbers_per_campaign))]
+        self.lines = [
+            f"+15550{10 + ns % 90:02d}{n:04d}" for n in range(max(1, scenario.numbers_per_campaign))
+        ]
         sms = asdict(scenario.sms_mix)
         self.sms_mix = _Weighted(
             {("sent" if k == "no_receipt" else k): v for k, v in sms.items() if v > 0}

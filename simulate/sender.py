@@ -24,7 +24,8 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedCo
 
 from contract.kinds import CallbackKind
 from simulate.callbacks import Callback
-from simulate.http_client import Connection, Target, form_body
+from simulate.formats import Rendered, Scheme, SimFormat, body_sha256, render
+from simulate.http_client import Connection, Target
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +43,10 @@ def edge_targets(base_url: str) -> dict[CallbackKind, str]:
 
 
 class Signer:
-    """The provider's signature of a form post (the Twilio-compatible scheme) with the
-    signalwire SDK's own `RequestValidator`, over the public URL it called."""
+    """The provider's signature of a callback with the signalwire SDK's own
+    `RequestValidator`, over the public URL it called: a form post in the
+    Twilio-compatible scheme, a JSON body in the SignalWire one (hex over the URL and
+    the body), a Twilio JSON body (`bodySHA256` in the URL) in the Twilio scheme."""
 
     def __init__(self, key: str, public_url: str | None = None) -> None:
         from signalwire.request_validator import RequestValidator
@@ -56,6 +59,19 @@ class Signer:
             parts = urlsplit(url)
             url = self._public + parts.path + (f"?{parts.query}" if parts.query else "")
         return str(self._validator.build_signature_with_compatibility(url, params))
+
+    def sign(self, url: str, rendered: Rendered) -> str:
+        if rendered.scheme is Scheme.HEX:
+            return str(
+                self._validator.build_signature(self._public_of(url), rendered.body.decode())
+            )
+        return self(url, rendered.params)  # a bodySHA256 post signs its URL, no parameters
+
+    def _public_of(self, url: str) -> str:
+        if self._public is None:
+            return url
+        parts = urlsplit(url)
+        return self._public + parts.path + (f"?{parts.query}" if parts.query else "")
 
 
 @dataclass
@@ -82,18 +98,21 @@ class SendReport:
 
 
 def _render(
-    cb: Callback, target: Target, signer: Signer | None, now: float
+    cb: Callback, target: Target, signer: Signer | None, now: float, fmt: SimFormat
 ) -> tuple[bytes, Target]:
-    params = cb.params(now)
-    query = f"?campaign={quote(cb.campaign, safe='')}" if cb.campaign else ""
-    body = form_body(params)
+    rendered = render(cb, now, fmt)
+    body = rendered.body
+    tags = [f"campaign={quote(cb.campaign, safe='')}"] if cb.campaign else []
+    if rendered.scheme is Scheme.BODY_SHA256:
+        tags.append(f"bodySHA256={body_sha256(body)}")
+    query = f"?{'&'.join(tags)}" if tags else ""
     head = (
         f"POST {target.path}{query} HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
-        "Content-Type: application/x-www-form-urlencoded\r\n"
+        f"Content-Type: {rendered.content_type}\r\n"
         f"Content-Length: {len(body)}\r\n"
     )
     if signer is not None:
-        head += f"{SIGNATURE_HEADER}: {signer(target.url + query, params)}\r\n"
+        head += f"{SIGNATURE_HEADER}: {signer.sign(target.url + query, rendered)}\r\n"
     return (head + "\r\n").encode() + body, target
 
 
@@ -109,6 +128,7 @@ async def post_all(
     timeout_s: float = 10.0,
     attempts: int = 3,
     max_retry_wait_s: float = 1.0,
+    fmt: SimFormat = SimFormat.COMPAT,
 ) -> SendReport:
     """POST every callback in order; `rate` per second, or None for as fast as
     `concurrency` requests in flight allow."""
@@ -145,7 +165,7 @@ async def post_all(
                 now = time.time()
                 request = first_tries.pop(cb.key, None) if cb.duplicate else None
                 if request is None:
-                    request = _render(cb, parsed[cb.kind], signer, now)
+                    request = _render(cb, parsed[cb.kind], signer, now, fmt)
                     if cb.key in retried and not cb.duplicate:
                         first_tries[cb.key] = request
                 data, target = request

@@ -77,6 +77,8 @@ class GroundTruth:
                     "unconfirmed": c["mms_unconfirmed"] + (late if receipts_timed_out else 0),
                     "pending": 0 if receipts_timed_out else late,
                     "delivery_rate": c["delivery_rate"],
+                    "not_counted": 0,  # the simulator sends no canceled or inbound messages
+                    "other": 0,
                 }
             )
         return rows

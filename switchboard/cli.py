@@ -25,6 +25,7 @@ from query.reports import DESCRIPTIONS as REPORT_DESCRIPTIONS
 from query.reports import REPORTS, Filters
 from runtime import logs
 from runtime.signals import stop_cleanly_while_starting
+from simulate.formats import SimFormat
 
 app = typer.Typer(
     help="Switchboard: SignalWire status callbacks through Kafka into ClickHouse.",
@@ -512,7 +513,7 @@ def simulate(
         float,
         typer.Option(
             help="share of callbacks with one typed value that is not one (AudioInMos N/A, "
-            "a Timestamp in ISO 8601, a CallDuration of 12s); the truth counts without them"
+            "a Timestamp of a 13th month, a CallDuration of 12s); the truth counts without them"
         ),
     ] = 0.0,
     campaign: Annotated[
@@ -539,6 +540,16 @@ def simulate(
     truth: Annotated[Path, typer.Option(help="where to write the ground truth (JSON)")] = Path(
         "simulate-truth.json"
     ),
+    callback_format: Annotated[
+        SimFormat,
+        typer.Option(
+            "--format",
+            help="the providers' format: compat (Compatibility form posts), signalwire-json "
+            "(REST messaging JSON, SWML record events, Compatibility JSON), event-streams "
+            "(Twilio Event Streams for messages, form posts otherwise), or mix (each SID in "
+            "one of them); the ground truth is the same",
+        ),
+    ] = SimFormat.COMPAT,
     dry_run: Annotated[bool, typer.Option(help="write the ground truth, send nothing")] = False,
     progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
 ) -> None:
@@ -582,6 +593,7 @@ def simulate(
         concurrency=concurrency,
         signer=signer,
         progress=progress,
+        fmt=callback_format,
     )
     render(
         [
@@ -590,7 +602,7 @@ def simulate(
         ],
         "table",
         title=f"{report.callbacks} callbacks to {base} in {report.elapsed_s:.1f} s "
-        f"({report.per_s:,.0f}/s, {'signed' if signer else 'unsigned'})",
+        f"({report.per_s:,.0f}/s, {callback_format}, {'signed' if signer else 'unsigned'})",
     )
     if not report.all_acknowledged:
         console.print(
