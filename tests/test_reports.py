@@ -46,6 +46,8 @@ def test_delivery_counts_each_message_once_by_its_final_state(store: Store, base
             "unconfirmed": 0,
             "pending": 0,
             "delivery_rate": 0.3333,
+            "not_counted": 0,
+            "other": 0,
         },
         {
             "campaign": "spring-sale",
@@ -56,8 +58,49 @@ def test_delivery_counts_each_message_once_by_its_final_state(store: Store, base
             "unconfirmed": 2,
             "pending": 2,
             "delivery_rate": 0.5,
+            "not_counted": 0,
+            "other": 0,
         },
     ]
+
+
+def test_every_status_of_every_format_has_its_place_in_the_delivery_report(store: Store) -> None:
+    """read and partially_delivered are delivered, invalid failed, canceled outside the
+    rate, initiated/accepted/scheduled pending, and an unknown status apart as other;
+    a later lower-ranked status never moves a message back."""
+    at = time.time() - 60
+    finals = {
+        "SM1": "read",
+        "SM2": "partially_delivered",
+        "SM3": "invalid",
+        "SM4": "canceled",
+        "SM5": "initiated",
+        "SM6": "accepted",
+        "SM7": "scheduled",
+        "SM8": "carrier_wobble",
+        "SM9": "undelivered",
+    }
+    batch = [sms(sid, status, at, campaign="all") for sid, status in finals.items()]
+    batch += [
+        sms("SM1", "sent", at + 1, campaign="all"),
+        sms("SM3", "queued", at + 1, campaign="all"),
+    ]
+    scenario.insert_events(store, batch)
+    [row] = run_report(store, "delivery", Filters())
+    assert row == {
+        "campaign": "all",
+        "messages": 9,
+        "delivered": 2,
+        "undelivered": 1,
+        "failed": 1,
+        "unconfirmed": 0,
+        "pending": 3,
+        "delivery_rate": 0.5,
+        "not_counted": 1,
+        "other": 1,
+    }
+    [rate] = run_report(store, "delivery-rate", Filters(bucket_s=3600))
+    assert (rate["delivered"], rate["undelivered"], rate["failed"]) == (2, 1, 1)
 
 
 def test_delivery_filters_by_campaign_number_and_time(store: Store, base: float) -> None:
