@@ -25,7 +25,7 @@ from bench.common import RESULTS, ROOT, fmt, machine_info
 BENCH = ROOT / "bench"
 OUTPUT = ROOT / "BENCHMARKS.md"
 # Sections in this order; benchmarks not listed follow alphabetically.
-ORDER = ("ingest", "process", "sink", "pipeline")
+ORDER = ("ingest", "ingest_formats", "process", "sink", "pipeline")
 NOT_BENCHMARKS = {"common", "__main__", "__init__"}
 # Run by hand only (half an hour by default): `python -m bench soak`.
 BY_HAND = {"soak"}
@@ -46,6 +46,14 @@ HEADLINES: dict[str, list[tuple[str, str]]] = {
         ("durable_per_s_1w", ">= 10,000"),
         ("p99_ms_1w", "< 25"),
         ("durable_vs_bare_pct_1w", ">= 70"),
+    ],
+    "ingest_formats": [
+        ("vs_compat_pct_signalwire_rest_1w", ">= 90"),
+        ("vs_compat_pct_swml_1w", ">= 90"),
+        ("vs_compat_pct_event_streams_1w", ">= 90"),
+        ("vs_compat_pct_signalwire_rest_2w", ">= 90"),
+        ("vs_compat_pct_swml_2w", ">= 90"),
+        ("vs_compat_pct_event_streams_2w", ">= 90"),
     ],
     "process": [("events_per_s_1w", ">= 10,000")],
     "sink": [
@@ -80,6 +88,8 @@ Run on a quiet machine: every benchmark shares it with the pipeline it measures.
 | a smoke run of every part at tiny sizes | `python -m bench pipeline --smoke` | 2 min |
 | the soak: 30 minutes at 1,000/s on one pipeline, RSS and latency per 5-minute slice \
 | `python -m bench soak --minutes 30 --rate 1000` | 30 min |
+| the edge in every provider format (same-run ratios to the form) | \
+`python -m bench.ingest --formats` | 5 min |
 | re-render this page | `python -m bench render` | |
 """
 _HAS_MAIN = re.compile(r"^def main\(", re.MULTILINE)

@@ -1,6 +1,7 @@
 """bench/ingest: durable callbacks per second through the edge, beside a bare app.
 
     python -m bench.ingest [--runs 3] [--duration 8] [--concurrency 64,96,128,256]
+    python -m bench.ingest --formats [--runs 3] [--duration 8] [--concurrency 128]
 
 `wrk` (installed with apt-get if missing) posts realistic SMS status callbacks, each
 with its own MessageSid (bench/ingest.lua), to `switchboard ingest` with 1 and 2
@@ -10,6 +11,12 @@ measures every server at every concurrency; the figures are medians over the run
 the concurrency where each server's median throughput peaks. A 204 from the edge
 means Kafka acknowledged the record (acks=all), so its 2xx rate is the durable rate;
 at the end the topic must hold at least as many records as the edge acknowledged.
+
+With `--formats`, only the edge (1 and 2 workers) is measured, in every provider format
+bench/ingest.lua sends (the Compatibility form, SignalWire's REST messaging JSON, an
+SWML call state event, a Twilio Event Streams batch of one), the formats interleaved in
+each run so that their ratios to the form are same-run ratios; results go to
+bench/results/ingest_formats.
 """
 
 from __future__ import annotations
@@ -75,7 +82,18 @@ def ensure_wrk() -> str:
     return shutil.which("wrk") or "wrk"
 
 
-def wrk(url: str, connections: int, duration_s: float) -> dict[str, float]:
+FORMATS = ("compat", "signalwire-rest", "swml", "event-streams")
+FORMAT_PATHS = {
+    "compat": "/callbacks/sms?campaign=spring-sale",
+    "signalwire-rest": "/callbacks/sms?campaign=spring-sale",
+    "swml": "/callbacks/voice?campaign=spring-sale",
+    "event-streams": "/callbacks/sms?campaign=spring-sale",
+}
+
+
+def wrk(
+    url: str, connections: int, duration_s: float, callback_format: str = "compat"
+) -> dict[str, float]:
     out = subprocess.run(
         [
             ensure_wrk(),
@@ -87,6 +105,9 @@ def wrk(url: str, connections: int, duration_s: float) -> dict[str, float]:
             "-s",
             str(LUA),
             url,
+            "--",
+            FORMAT_PATHS[callback_format],
+            callback_format,
         ],
         capture_output=True,
         text=True,
@@ -208,12 +229,178 @@ def measure(
         broker.stop()
 
 
+def measure_formats(
+    runs: int, duration_s: float, connections: int, workdir: Path
+) -> tuple[dict[tuple[str, str], list[dict[str, float]]], dict[str, int]]:
+    """(edge label, format) -> one sample per run; the formats in a rotated order each run."""
+    broker = start_broker(workdir)
+    try:
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            kafka_bootstrap=broker.bootstrap,
+            topic_prefix=PREFIX,
+            data_dir=workdir / "data",
+        )
+        ensure_topics(settings)
+        samples: dict[tuple[str, str], list[dict[str, float]]] = {}
+        acknowledged = 0
+        for run in range(runs):
+            order = FORMATS[run % len(FORMATS) :] + FORMATS[: run % len(FORMATS)]
+            for server in (s for s in SERVERS if s.name == "edge"):
+                with serving(server, settings, workdir / "logs") as (url, pid):
+                    for callback_format in order:  # warm every path (and the producer)
+                        warm = wrk(url, 64, 1, callback_format)
+                        acknowledged += int(warm["requests"] - warm["errors_status"])
+                    for callback_format in order:
+                        cpu0 = tree_cpu_s(pid)
+                        result = wrk(url, connections, duration_s, callback_format)
+                        cpu1 = tree_cpu_s(pid)
+                        ok = result["requests"] - result["errors_status"]
+                        acknowledged += int(ok)
+                        figures = {
+                            "per_s": ok / (result["duration_us"] / 1e6),
+                            "p99_ms": result["p99_us"] / 1000,
+                            "non2xx": result["errors_status"],
+                            "cpu_us_per_req": 1e6 * (cpu1 - cpu0) / max(ok, 1),
+                            "load_avg_1m": os.getloadavg()[0],
+                        }
+                        samples.setdefault((server.label, callback_format), []).append(figures)
+                        print(
+                            f"run {run + 1} {server.label} {callback_format:16s} "
+                            f"{figures['per_s']:8,.0f}/s p99 {figures['p99_ms']:6.1f} ms "
+                            f"non-2xx {figures['non2xx']:.0f} "
+                            f"cpu {figures['cpu_us_per_req']:.0f} us/req",
+                            flush=True,
+                        )
+        landed = records_on(settings, Topic.CALLBACKS_SMS) + records_on(
+            settings, Topic.CALLBACKS_VOICE
+        )
+        return samples, {"acknowledged": acknowledged, "records": landed}
+    finally:
+        broker.stop()
+
+
+def main_formats(args: argparse.Namespace) -> None:
+    connections = int(args.concurrency.split(",")[0])
+    ensure_wrk()
+    machine = machine_info()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-formats-"))
+    started = time.monotonic()
+    try:
+        samples, durability = measure_formats(args.runs, args.duration, connections, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    machine["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    loads = [s["load_avg_1m"] for runs in samples.values() for s in runs]
+    machine["load_avg_1m_range"] = [round(min(loads), 1), round(max(loads), 1)]
+    figures: dict[str, Any] = {}
+    for w in (1, 2):
+        label = f"edge_{w}w"
+        base = samples[(label, "compat")]
+        for callback_format in FORMATS:
+            runs = samples[(label, callback_format)]
+            key = callback_format.replace("-", "_")
+            figures[f"durable_per_s_{key}_{w}w"] = round(median(r["per_s"] for r in runs))
+            figures[f"cpu_us_per_req_{key}_{w}w"] = round(median(r["cpu_us_per_req"] for r in runs))
+            figures[f"p99_ms_{key}_{w}w"] = round(median(r["p99_ms"] for r in runs), 1)
+            # same-run ratios: each run's figure over that run's form figure
+            figures[f"vs_compat_pct_{key}_{w}w"] = round(
+                median(100 * r["per_s"] / b["per_s"] for r, b in zip(runs, base, strict=True)), 1
+            )
+            figures[f"cpu_vs_compat_pct_{key}_{w}w"] = round(
+                median(
+                    100 * r["cpu_us_per_req"] / b["cpu_us_per_req"]
+                    for r, b in zip(runs, base, strict=True)
+                ),
+                1,
+            )
+    figures["non2xx_total"] = int(sum(s["non2xx"] for runs in samples.values() for s in runs))
+    figures["acknowledged_total"] = durability["acknowledged"]
+    figures["records_on_topics_total"] = durability["records"]
+    figures["wall_s"] = round(time.monotonic() - started)
+    config = {
+        "runs": args.runs,
+        "duration_s": args.duration,
+        "connections": connections,
+        "formats": list(FORMATS),
+        "wrk": "wrk -t1 -c<C> -d<duration>s -s bench/ingest.lua <url> -- <path> <format>",
+    }
+    text = formats_markdown(figures, machine, args, connections)
+    write_results("ingest_formats", figures, text, machine=machine, config=config)
+    print(json.dumps(figures, indent=2))
+
+
+def formats_markdown(
+    f: dict[str, Any], machine: dict[str, Any], args: argparse.Namespace, connections: int
+) -> str:
+    names = {
+        "compat": "Compatibility form (SMS)",
+        "signalwire-rest": "SignalWire REST messaging JSON (SMS)",
+        "swml": "SWML call state event JSON (voice)",
+        "event-streams": "Twilio Event Streams batch of one (SMS)",
+    }
+    rows = [
+        "| format | durable/s 1w | vs form, 1w | CPU us/req 1w (vs form) "
+        "| durable/s 2w | vs form, 2w | CPU us/req 2w (vs form) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    worst = 100.0
+    for callback_format in FORMATS:
+        k = callback_format.replace("-", "_")
+        cells = []
+        for w in (1, 2):
+            ratio = f[f"vs_compat_pct_{k}_{w}w"]
+            if callback_format != "compat":
+                worst = min(worst, ratio)
+            cpu, cpu_ratio = f[f"cpu_us_per_req_{k}_{w}w"], f[f"cpu_vs_compat_pct_{k}_{w}w"]
+            cells += [
+                fmt(f[f"durable_per_s_{k}_{w}w"]),
+                f"{fmt(ratio, 1)} %",
+                f"{fmt(cpu)} ({fmt(cpu_ratio, 1)} %)",
+            ]
+        rows.append(f"| {names[callback_format]} | " + " | ".join(cells) + " |")
+    verdict = "met" if worst >= 90 else "not met"
+    low, high = machine["load_avg_1m_range"]
+    command = (
+        f"python -m bench.ingest --formats --runs {args.runs} --duration {args.duration:g} "
+        f"--concurrency {connections}"
+    )
+    return f"""## Ingest edge: durable callbacks per second by provider format
+
+`{command}`
+
+wrk (1 thread, {connections} connections) posts each provider format in turn to `switchboard
+ingest` (1 and 2 workers) on a real Apache Kafka broker, a distinct SID per request
+(bench/ingest.lua); every format in every run, in a rotated order. A 204 means Kafka has
+the record. Medians of {args.runs} runs; "vs form" is the median of each run's ratio to
+that run's form figure: the host is shared with other engineers' tests, so only same-run
+ratios compare (absolute figures move with the load).
+
+{chr(10).join(rows)}
+
+The bar (issue 20), JSON formats within 10 % of the form format per worker: **{verdict}**
+(the lowest JSON ratio in this run: {fmt(worst, 1)} %). The edge answered {f["non2xx_total"]}
+non-2xx; the topics hold {fmt(f["records_on_topics_total"])} records for
+{fmt(f["acknowledged_total"])} acknowledged.
+
+Machine: {machine.get("cores")} cores; load average {low} to {high} during the measurements;
+the reference loop took {machine.get("cpu_reference_ms_at_start", "n/a")} ms at the start.
+"""
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
     parser.add_argument("--concurrency", default="64,96,128,256", help="connections to try")
+    parser.add_argument(
+        "--formats", action="store_true", help="the edge in every provider format instead"
+    )
     args = parser.parse_args(argv)
+    if args.formats:
+        if args.concurrency == parser.get_default("concurrency"):
+            args.concurrency = "128"
+        return main_formats(args)
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     ensure_wrk()
     machine = machine_info()
