@@ -8,7 +8,7 @@ final status a SID reaches is the one it keeps.
 Every status is stored, whatever it is. One the ranks below do not name (a new or
 misspelt one) ranks `UNKNOWN_RANK`: it never moves a SID's state, and the delivery
 report counts its messages apart, as `other`. The README's status table says how
-every status of every format counts; it is made from these sets.
+every status of every format counts; tests/test_formats.py holds it to these sets.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ SMS_DELIVERED = frozenset({"delivered", "read", "partially_delivered"})
 SMS_UNDELIVERED = frozenset({"undelivered"})
 SMS_FAILED_ONLY = frozenset({"failed", "invalid"})  # never left the provider
 SMS_FAILED = SMS_UNDELIVERED | SMS_FAILED_ONLY  # what failure alerts and enrichment count
-# Final but outside the rate: a canceled (scheduled) message is no failure, an
-# inbound message no delivery.
-SMS_NOT_COUNTED = frozenset({"canceled", "received"})
+# Outside the rate: a canceled (scheduled) message is no failure, an inbound message
+# (receiving, received) no delivery.
+SMS_NOT_COUNTED = frozenset({"canceled", "receiving", "received"})
 SMS_QUEUED = frozenset({"accepted", "scheduled", "queued", "initiated", "sending"})
 
 CALL_RANK: dict[str, int] = {
@@ -61,6 +61,21 @@ RECORDING_RANK: dict[str, int] = {"in-progress": 0, "completed": 1, "absent": 1,
 TRANSCRIPTION_RANK: dict[str, int] = {"in-progress": 0, "completed": 1, "failed": 1}
 
 UNKNOWN_RANK = -1
+
+
+def sms_bucket(status: str) -> str:
+    """Where a message whose state is `status` counts in the delivery report (`sent` is
+    `unconfirmed` there once its receipt is overdue or it has media)."""
+    for bucket, members in (
+        ("delivered", SMS_DELIVERED),
+        ("undelivered", SMS_UNDELIVERED),
+        ("failed", SMS_FAILED_ONLY),
+        ("not_counted", SMS_NOT_COUNTED),
+        ("pending", SMS_QUEUED),
+    ):
+        if status in members:
+            return bucket
+    return "sent" if status == "sent" else "other"
 
 
 def final(rank: dict[str, int]) -> frozenset[str]:

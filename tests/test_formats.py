@@ -4,6 +4,7 @@ refusals that name what is missing or what is accepted."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from contract.errors import BadCallback
 from contract.formats import Format, UnhandledEvent, UnknownFormat, read
 from contract.kinds import CallbackKind
 from contract.normalize import normalize
-from contract.statuses import SMS_RANK, UNKNOWN_RANK
+from contract.statuses import SMS_RANK, UNKNOWN_RANK, sms_bucket
 
 SMS, VOICE, RECORDING, INBOUND = (
     CallbackKind.SMS,
@@ -303,3 +304,22 @@ def test_the_envelope_keeps_the_event_as_received_and_reads_version_1() -> None:
     )
     old = Envelope.from_bytes(v1)
     assert (old.format, old.body, old.params) == (Format.COMPAT, None, {"MessageSid": "SM1"})
+
+
+def test_the_readmes_sms_status_table_is_what_the_code_counts() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("| SMS status | comes from | rank | counts as |", 1)[1]
+    rows = []
+    for line in table.splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    documented = {
+        row[0].strip("`"): (int(row[2]), row[3].split(" ")[0].rstrip(":")) for row in rows
+    }
+    other = documented.pop("any other")
+    assert other == (UNKNOWN_RANK, "other")
+    assert documented.keys() == SMS_RANK.keys()
+    for status, (rank, counts) in documented.items():
+        bucket = sms_bucket(status).replace("_", " ")
+        assert (rank, counts) == (SMS_RANK[status], bucket.split(" ")[0]), status
