@@ -102,6 +102,7 @@ class CallbackEndpoint:
         metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
         for envelope in envelopes:
             metrics.ACCEPTED[envelope.kind].inc()
+            metrics.ACCEPTED_FORMAT[envelope.format].inc()
             params = envelope.params
             logger.info(
                 "accepted %s sid=%s status=%s error_code=%s format=%s",

@@ -11,6 +11,7 @@ import os
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from contract.formats import Format
 from contract.kinds import CallbackKind
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -34,8 +35,15 @@ PRODUCE_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 
+FORMATS = Counter(
+    "switchboard_ingest_accepted_by_format_total",
+    "Callbacks accepted, by the provider format they came in (contract.formats)",
+    ["format"],
+)
+
 # The hot path's counters, looked up once: `labels()` takes a lock and a dict lookup.
 ACCEPTED = {kind: REQUESTS.labels(kind.value, "204") for kind in CallbackKind}
+ACCEPTED_FORMAT = {fmt: FORMATS.labels(fmt.value) for fmt in Format}
 
 
 def rejected(kind: str, reason: str, status: int) -> None:

@@ -91,6 +91,10 @@ def test_signalwire_json_webhooks_are_signed_in_hex_over_url_and_raw_body(
     envelope = Envelope.from_bytes(record.value())
     assert envelope.signature == "valid" and envelope.format is Format.SIGNALWIRE_REST
     assert envelope.body == REST.params
+    metrics = edge.get("/metrics").text
+    for fmt in ("signalwire-rest", "swml"):
+        line = f'switchboard_ingest_accepted_by_format_total{{format="{fmt}"}}'
+        assert line in metrics and float(metrics.split(line)[1].split()[0]) >= 1, fmt
 
 
 @pytest.mark.kafka

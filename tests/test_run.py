@@ -118,6 +118,8 @@ def test_run_brings_up_the_pipeline_and_stops_cleanly(tmp_path: Path) -> None:
                 "unconfirmed": 0,
                 "pending": 0,
                 "delivery_rate": 1.0,
+                "not_counted": 0,
+                "other": 0,
             }
         ]
         family = _descendants(run.pid)
