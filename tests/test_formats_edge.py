@@ -149,7 +149,7 @@ def test_twilio_json_webhooks_carry_a_body_sha256(edge: TestClient, topics: Sett
 @pytest.fixture
 def unreachable(tmp_path: Path) -> Settings:
     """Settings whose Kafka is a port nothing listens on."""
-    return isolated_settings(f"127.0.0.1:{free_port()}", tmp_path, produce_timeout_s=0.5)
+    return isolated_settings(f"127.0.0.1:{free_port()}", tmp_path, produce_timeout_s=0.2)
 
 
 MALFORMED: list[tuple[str, bytes, dict[str, str]]] = [
