@@ -24,6 +24,14 @@ class SignatureVerdict(StrEnum):
     UNCHECKED = "unchecked"  # signing is off: no key configured
 
 
+class Source(StrEnum):
+    """Where a status came from: the provider's callback, or the reconcile stage, which
+    read it from the provider's REST API when the callback never arrived."""
+
+    CALLBACK = "callback"
+    RECONCILE = "reconcile"
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     kind: CallbackKind
@@ -32,8 +40,10 @@ class Envelope:
     received_at: float  # seconds since the epoch, UTC, stamped at the edge
     signature: SignatureVerdict
     tags: dict[str, str] = field(default_factory=dict)
+    source: Source = Source.CALLBACK
 
     def to_bytes(self) -> bytes:
+        extra = {} if self.source is Source.CALLBACK else {"source": self.source.value}
         return orjson.dumps(
             {
                 "v": ENVELOPE_VERSION,
@@ -44,6 +54,7 @@ class Envelope:
                 "received_at": self.received_at,
                 "signature": self.signature.value,
             }
+            | extra  # absent on what the edge writes: a callback is the default
         )
 
     @classmethod
@@ -59,6 +70,7 @@ class Envelope:
                 tags={str(k): str(v) for k, v in (data.get("tags") or {}).items()},
                 received_at=float(data["received_at"]),
                 signature=SignatureVerdict(data["signature"]),
+                source=Source(data.get("source", Source.CALLBACK)),
             )
         except BadCallback:
             raise
