@@ -211,6 +211,16 @@ def test_lost_final_callbacks_are_reconciled_to_the_exact_truth(
         at_sent = written["messages"]["unconfirmed"]
         assert len(fetches) == withheld + at_sent
         settled = _figures(settings, store)
+        # the health signal: final statuses that came from reconciliation, per campaign
+        lost: dict[tuple[str, str], int] = {}
+        for cb in traffic.withheld:
+            lost[(cb.kind.value, cb.campaign)] = lost.get((cb.kind.value, cb.campaign), 0) + (
+                not cb.duplicate
+            )
+        shown = run_report(store, "reconciled", Filters())
+        assert {
+            (r["kind"], r["campaign"]): r["reconciled"] for r in shown if r["reconciled"]
+        } == lost
         settled_voice = settled["rows"]["voice"]
 
         # a second run changes nothing: what was reconciled is final, the rest unchanged
