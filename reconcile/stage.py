@@ -19,11 +19,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from prometheus_client import Counter, Gauge
 
 from contract.errors import DeliveryFailed
-from contract.kafka import producer_config
+from contract.kafka import client_config, producer_config
 from contract.kinds import CallbackKind
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
@@ -179,7 +186,13 @@ class Reconciler:
                 tally.add(outcome)
                 if progress is not None:
                     progress(outcome)
-        self.flush()
+        try:
+            self.flush()
+        except DeliveryFailed:
+            # not published after all: due again at the next pass, not in an hour
+            for candidate in todo:
+                self.index.checked(candidate.partition, candidate.key, 0.0)
+            raise
         return tally
 
     def discover(self, numbers: Iterable[str], since: float, tags: dict[str, str]) -> Tally:
@@ -235,6 +248,21 @@ class Reconciler:
             )
 
 
+def state_ends(settings: Settings, partitions: set[int]) -> dict[int, int]:
+    """The state topic's end offset per partition (those with records only)."""
+    name = topic_name(Topic.SID_STATE, settings.topic_prefix)
+    consumer = Consumer(client_config(settings) | {"group.id": f"{group(settings)}-ends"})
+    try:
+        ends = {}
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=10)
+            if high > low:
+                ends[p] = high
+        return ends
+    finally:
+        consumer.close()
+
+
 def recover(settings: Settings, index: StuckIndex, partitions: set[int] | None = None) -> None:
     """The index of `partitions` (all by default) from the two compacted topics."""
 
@@ -266,7 +294,8 @@ class ReconcileStrategy:
         self.runtime = runtime
         self.reconciler = reconciler
         self.index = reconciler.index
-        self._fresh = False
+        self._ends: dict[int, int] = {}  # the state topic's end at assignment, per partition
+        self._fresh = False  # records came since the last poll
         self._next_pass = 0.0
         self._stop_pass = reconciler.provider.stopped
         self._pass: threading.Thread | None = None
@@ -288,18 +317,27 @@ class ReconcileStrategy:
             )
         for p in numbers:
             self.index.known.setdefault(p, set())
+        self._ends = state_ends(self.settings, numbers)
         for tp in assigned:
             tp.offset = OFFSET_BEGINNING  # nothing is committed: the index is rebuilt
 
     def submit(self, records: list[Message], offsets: Offsets) -> None:
         for m in records:
             self.index.apply_state(m.partition() or 0, (m.key() or b"").decode(), m.value())
+        if self._ends:
+            for (_, partition), end in offsets.next.items():
+                if end >= self._ends.get(partition, 0):
+                    self._ends.pop(partition, None)
         self._fresh = True
 
     def poll(self) -> None:
+        """A pass every interval, once the index holds what the state topic held when the
+        partitions were assigned (a SID final by then is not fetched)."""
         fresh, self._fresh = self._fresh, False
+        if not fresh:
+            self._ends.clear()  # a read that found nothing: at the end, whatever the offsets
         running = self._pass is not None and self._pass.is_alive()
-        if fresh or running or time.monotonic() < self._next_pass:
+        if self._ends or running or time.monotonic() < self._next_pass:
             return
         self._next_pass = time.monotonic() + self.settings.reconcile_interval_s
         STUCK.set(len(self.index))

@@ -155,6 +155,7 @@ class StuckIndex:
         last change is at or after it (a command line's `--since`)."""
         found = []
         for partition, stuck in self.stuck.items():
+            checks = self.checks.get(partition, {})
             for key, s in stuck.items():
                 after = (
                     settings.reconcile_sms_after_s
@@ -164,7 +165,9 @@ class StuckIndex:
                 age = now - s.changed_at
                 if age < after or age >= settings.reconcile_give_up_s:
                     continue
-                if now - s.checked_at < settings.reconcile_refetch_s:
+                # the checks too: a fetch recorded while its state record was replaced
+                checked_at = max(s.checked_at, checks.get(key, 0.0))
+                if now - checked_at < settings.reconcile_refetch_s:
                     continue
                 if since is not None and s.changed_at < since:
                     continue
