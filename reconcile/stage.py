@@ -43,6 +43,9 @@ from runtime.consumer import ConsumerRuntime, Offsets
 logger = logging.getLogger(__name__)
 
 ACK_TIMEOUT_S = 60.0
+# A first read can come back empty before the fetch of a new assignment arrives: only
+# this long after the assignment does an empty read mean the end.
+IDLE_CAUGHT_UP_S = 10.0
 
 
 class Outcome(StrEnum):
@@ -296,6 +299,7 @@ class ReconcileStrategy:
         self.index = reconciler.index
         self._ends: dict[int, int] = {}  # the state topic's end at assignment, per partition
         self._fresh = False  # records came since the last poll
+        self._assigned_at = time.monotonic()
         self._next_pass = 0.0
         self._stop_pass = reconciler.provider.stopped
         self._pass: threading.Thread | None = None
@@ -318,6 +322,7 @@ class ReconcileStrategy:
         for p in numbers:
             self.index.known.setdefault(p, set())
         self._ends = state_ends(self.settings, numbers)
+        self._assigned_at = time.monotonic()
         for tp in assigned:
             tp.offset = OFFSET_BEGINNING  # nothing is committed: the index is rebuilt
 
@@ -334,8 +339,10 @@ class ReconcileStrategy:
         """A pass every interval, once the index holds what the state topic held when the
         partitions were assigned (a SID final by then is not fetched)."""
         fresh, self._fresh = self._fresh, False
-        if not fresh:
-            self._ends.clear()  # a read that found nothing: at the end, whatever the offsets
+        if not fresh and time.monotonic() - self._assigned_at > IDLE_CAUGHT_UP_S:
+            # nothing read for a while: at the end, even if a compacted-away last record
+            # keeps the offsets short of the end seen at assignment
+            self._ends.clear()
         running = self._pass is not None and self._pass.is_alive()
         if self._ends or running or time.monotonic() < self._next_pass:
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import pytest
@@ -19,7 +20,7 @@ from reconcile.provider import Provider, TokenBucket
 from reconcile.stage import Outcome
 from reconcile.stuck import StuckIndex
 from tests.fake_signalwire import FakeSignalWire
-from tests.harness import produce
+from tests.harness import Stage, produce, wait_for
 from tests.proc_traffic import read_all
 from tests.sink_data import with_signalwire
 
@@ -186,3 +187,48 @@ def test_the_token_bucket_holds_its_rate_and_a_hold() -> None:
     stopped.set()
     bucket.hold(10)
     assert not bucket.take(stopped)
+
+
+@pytest.mark.kafka
+def test_two_workers_split_the_stuck_sids_and_a_restart_fetches_nothing_again(
+    topics: Settings, fake: FakeSignalWire, tmp_path: Path
+) -> None:
+    settings = with_signalwire(topics, fake.base_url, reconcile_rate=20.0, reconcile_interval_s=1.0)
+    workers = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        env = {"SWITCHBOARD_INSTANCE_ID": name}
+        workers.append(Stage("reconcile", settings, tmp_path / name, "--follow", env=env))
+
+    def one_partition_each() -> bool:
+        for w in workers:
+            assigned = [line for line in w.log().splitlines() if "reconcile assigned" in line]
+            if not assigned or assigned[-1].count("sid-state[") != 1:
+                return False
+        return True
+
+    try:
+        for w in workers:
+            w.start()
+        wait_for(one_partition_each, timeout=60, what="a partition for each worker")
+        sids = _stuck_messages(settings, fake, 40)
+        wait_for(
+            lambda: len([r for r in fake.requests if r.method == "GET"]) >= 40,
+            timeout=60,
+            what="40 fetches",
+        )
+        time.sleep(2.5)  # a pass or two more: nothing is fetched twice
+        fetched = [r.path.rsplit("/", 1)[-1].removesuffix(".json") for r in fake.requests]
+        assert sorted(fetched) == sids  # each once, by one worker or the other
+        assert all("source=reconcile" in w.log() for w in workers)  # both did a share
+
+        # a restarted worker reads the fetch records back: nothing fetched again
+        assert workers[0].terminate() == 0
+        workers[0].start()
+        wait_for(lambda: workers[0].log().count("reconcile consuming") == 2, timeout=60)
+        time.sleep(5)
+        assert len(fake.requests) == 40
+    finally:
+        for w in workers:
+            if w.alive():
+                w.terminate()
