@@ -56,6 +56,12 @@ HEADLINES: dict[str, list[tuple[str, str]]] = {
         ("vs_compat_pct_event_streams_2w", ">= 90"),
     ],
     "process": [("events_per_s_1w", ">= 10,000")],
+    "reconcile": [
+        ("reconcile_s", ""),
+        ("requests_per_s_held", "<= the setting"),
+        ("requests_most_in_any_second", "<= the setting + 1"),
+        ("processors_drop_pct", "<= 5"),
+    ],
     "sink": [
         ("rows_per_s_default_batch", ">= 200,000"),
         ("insert_rows_per_s_default_batch", ""),
@@ -86,6 +92,8 @@ Run on a quiet machine: every benchmark shares it with the pipeline it measures.
 | ground truth vs `switchboard report` at 100k | \
 `python -m bench pipeline --parts verify --verify-callbacks 100000` | 3 min |
 | a smoke run of every part at tiny sizes | `python -m bench pipeline --smoke` | 2 min |
+| reconcile: 10,000 stuck messages at 100 requests/s, the processors beside it \
+| `python -m bench reconcile` | 5 min |
 | the soak: 30 minutes at 1,000/s on one pipeline, RSS and latency per 5-minute slice \
 | `python -m bench soak --minutes 30 --rate 1000` | 30 min |
 | the edge in every provider format (same-run ratios to the form) | \

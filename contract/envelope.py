@@ -29,6 +29,14 @@ class SignatureVerdict(StrEnum):
     UNCHECKED = "unchecked"  # signing is off: no key configured
 
 
+class Source(StrEnum):
+    """Where a status came from: the provider's callback, or the reconcile stage, which
+    read it from the provider's REST API when the callback never arrived."""
+
+    CALLBACK = "callback"
+    RECONCILE = "reconcile"
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     kind: CallbackKind
@@ -39,6 +47,7 @@ class Envelope:
     tags: dict[str, str] = field(default_factory=dict)
     format: Format = Format.COMPAT
     body: Any = None  # the JSON event as received; None when `params` are the body
+    source: Source = Source.CALLBACK
 
     def to_bytes(self) -> bytes:
         record = {
@@ -53,6 +62,8 @@ class Envelope:
         }
         if self.body is not None:
             record["body"] = self.body
+        if self.source is not Source.CALLBACK:  # absent on what the edge writes
+            record["source"] = self.source.value
         return orjson.dumps(record)
 
     @classmethod
@@ -70,6 +81,7 @@ class Envelope:
                 signature=SignatureVerdict(data["signature"]),
                 format=Format(data.get("format", Format.COMPAT)),
                 body=data.get("body"),
+                source=Source(data.get("source", Source.CALLBACK)),
             )
         except BadCallback:
             raise

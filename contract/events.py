@@ -42,6 +42,7 @@ class EventRecord(TypedDict):
     tags: dict[str, str]  # the callback URL's query string
     extra: dict[str, str]  # parameters with no column of their own
     parse_errors: Mapping[str, str]  # unreadable parameters (None in `values`): raw text
+    source: str  # "callback" (the provider posted it) or "reconcile" (read from its REST API)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,7 @@ class Event:
     extra: dict[str, str] = field(default_factory=dict)  # parameters we have no column for
     # unreadable parameters (their typed value is None): name -> raw text
     parse_errors: Mapping[str, str] = field(default_factory=dict)
+    source: str = "callback"  # contract.envelope.Source
 
     def get(self, column: str) -> Any:
         return self.values.get(column)
@@ -75,6 +77,7 @@ class Event:
             "tags": self.tags,
             "extra": self.extra,
             "parse_errors": self.parse_errors,
+            "source": self.source,
         }
         return jsonbytes.dumps(record)
 
@@ -93,6 +96,7 @@ class Event:
                 tags=d.get("tags") or {},
                 extra=d.get("extra") or {},
                 parse_errors=d.get("parse_errors") or NO_PARSE_ERRORS,
+                source=d.get("source") or "callback",
             )
         except (orjson.JSONDecodeError, KeyError, ValueError, TypeError) as exc:
             raise BadCallback(f"undecodable event: {exc}") from None

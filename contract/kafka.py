@@ -58,6 +58,7 @@ _TOPIC_CONFIG: dict[Topic, dict[str, str]] = {
     # the processors rebuild per-SID state from it: only the latest record per key matters
     Topic.SID_STATE: {"cleanup.policy": "compact"},
     Topic.SILENCES: {"cleanup.policy": "compact"},
+    Topic.RECONCILE_CHECKS: {"cleanup.policy": "compact"},
 }
 
 

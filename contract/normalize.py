@@ -123,4 +123,5 @@ def normalize(envelope: Envelope) -> Event:
         tags=envelope.tags,
         extra={k: v for k, v in params.items() if k not in known},
         parse_errors=parse_errors,
+        source=envelope.source.value,
     )

@@ -197,6 +197,30 @@ class Settings(BaseSettings):
         "between {window_start} and {window_end} UTC. Report: {report}"
     )
 
+    # --- reconcile (issue #23): stuck SIDs checked against the provider's REST API ---
+    reconcile_sms_after_s: float = Field(
+        600.0, ge=0, description="a message not final this long after its last change is stuck"
+    )
+    reconcile_call_after_s: float = Field(
+        4 * 3600.0, ge=0, description="a call not final this long after its last change is stuck"
+    )
+    reconcile_refetch_s: float = Field(
+        3600.0, ge=0, description="a stuck SID is fetched again no sooner than this"
+    )
+    reconcile_give_up_s: float = Field(
+        86400.0, gt=0, description="a SID not final this long after its last change is left be"
+    )
+    reconcile_rate: float = Field(
+        10.0, gt=0, description="REST requests per second the reconcile stage makes, at most"
+    )
+    reconcile_concurrency: int = Field(4, ge=1, description="REST requests in flight")
+    reconcile_interval_s: float = Field(
+        60.0, gt=0, description="how often the running stage looks for stuck SIDs"
+    )
+    reconcile_max_retry_after_s: float = Field(
+        300.0, gt=0, description="the longest Retry-After the stage waits out"
+    )
+
     # --- SignalWire (provider's own variable names) ---
     signalwire_project_id: str | None = Field(
         None, validation_alias=AliasChoices("SIGNALWIRE_PROJECT_ID", "signalwire_project_id")

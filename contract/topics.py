@@ -34,6 +34,10 @@ class Topic(StrEnum):
     # status change, keyed by kind prefix + SID), and window increments partitioned by scope
     SID_STATE = "processors.sid-state"
     TRANSITIONS = "processors.transitions"
+    # internal to reconcile/: when each stuck SID was last fetched from the REST API
+    # (compacted; keyed and partitioned as processors.sid-state), so a restart does not
+    # fetch them all again
+    RECONCILE_CHECKS = "reconcile.checks"
 
 
 def topic_name(topic: Topic, prefix: str = "") -> str:

@@ -21,7 +21,7 @@ What a transition counts (`contract.windows.DeliveryCounts` and `CallCounts`):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -111,6 +111,10 @@ class Transition:
     state: SidState
     event_time: float
     counts: tuple[Count, ...] = ()
+    # the callback URL's query tags (campaign): a status the reconcile stage reads from
+    # the REST API, which knows nothing of them, is published with these
+    tags: dict[str, str] = field(default_factory=dict)
+    number: str | None = None  # our number (From, or To of inbound): reconcile lists by it
 
     @property
     def key(self) -> str:
@@ -133,6 +137,8 @@ class Transition:
                 "received_at": self.state.received_at,
                 "sent_at": self.state.sent_at,
                 "mms": self.state.mms,
+                "tags": self.tags,
+                "number": self.number,
             }
         )
 
@@ -165,6 +171,8 @@ def step(previous: SidState | None, event: Event) -> Transition | None:
         state=SidState(status, event.received_at, sent_at, mms),
         event_time=event.event_time,
         counts=counts,
+        tags=event.tags,
+        number=our_number(event) if family is not None else None,
     )
 
 

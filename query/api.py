@@ -55,6 +55,7 @@ DASHBOARD_PANELS = (
     "firing",
     "failure-windows",
     "dead-letters",
+    "reconciled",
 )
 SNAPSHOT_S = 1.0  # how long one computation of the panels serves every viewer
 # The page may talk to its own origin only: no CDN, no third party, works offline.

@@ -17,7 +17,7 @@ from typing import Any
 
 from contract.alerts import ScopeType
 from contract.error_codes import meaning
-from contract.kinds import SPECS, KindSpec
+from contract.kinds import SPECS, CallbackKind, KindSpec
 from contract.settings import Settings
 from contract.statuses import (
     SMS_DELIVERED,
@@ -445,6 +445,33 @@ SUMMARY = f"""
     ) AS f
 """
 
+
+def _final_sources(kind: str, spec: KindSpec) -> str:
+    top = max(spec.ranks.values())
+    return f"""
+        SELECT '{kind}' AS kind, {spec.sid_column} AS sid, any(campaign) AS sid_campaign,
+               argMin(source, {_STATE_ORDER}) AS final_source
+        FROM {{db}}.{spec.table} FINAL
+        WHERE {_WHERE}
+        GROUP BY {spec.sid_column}
+        HAVING max(status_rank) = {top}"""
+
+
+# Where each final status came from: the provider's callback, or reconcile/ reading the
+# REST API because the callback never came. A share that grows says the provider's
+# callbacks are getting lost (an edge down, a proxy swallowing them).
+_RECONCILED_KINDS = (CallbackKind.SMS, CallbackKind.VOICE, CallbackKind.INBOUND_CALL)
+RECONCILED = f"""
+    SELECT kind,
+           sid_campaign AS campaign,
+           count() AS final_statuses,
+           countIf(final_source = 'reconcile') AS reconciled,
+           round(100 * reconciled / final_statuses, 2) AS reconciled_pct
+    FROM ({" UNION ALL ".join(_final_sources(k.value, SPECS[k]) for k in _RECONCILED_KINDS)})
+    GROUP BY kind, campaign
+    ORDER BY kind, campaign
+"""
+
 REPORTS: dict[str, str] = {
     "delivery": DELIVERY,
     "calls": CALLS,
@@ -457,6 +484,7 @@ REPORTS: dict[str, str] = {
     "failure-windows": FAILURE_WINDOWS,
     "dead-letters": DEAD_LETTERS,
     "params": PARAMS,
+    "reconciled": RECONCILED,
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -472,6 +500,8 @@ DESCRIPTIONS: dict[str, str] = {
     "failure-windows": "the processors' windows that saw failures",
     "dead-letters": "dead letters by reason, stage and topic: waiting (dead) and replayed",
     "params": "unknown parameters, unreadable values and unknown statuses, by kind",
+    "reconciled": "per kind and campaign: final statuses, and how many came from reconciliation "
+    "(the provider's REST API) because their callback was lost",
 }
 
 

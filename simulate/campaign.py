@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -101,6 +102,10 @@ class Scenario:
     # distinct callbacks with one typed value that is not one (AudioInMos N/A, a Timestamp
     # of a 13th month, a CallDuration of 12s), as a provider that changed its habits sends them
     unreadable_rate: float = 0.0
+    # messages and calls whose final callback (and its retries) the provider never
+    # delivers, though it knows the status (reconcile/ finds it through the REST API).
+    # Only entities heard of before (more than one callback) lose theirs.
+    drop_final_rate: float = 0.0
     numbers_per_campaign: int = 4
     account_sid: str = "AC" + "5ca1ab1e" * 4
     # Another namespace, same callbacks: its SIDs and numbers differ (the same campaign
@@ -114,6 +119,7 @@ class Traffic:
     thresholds: Thresholds
     callbacks: list[Callback]  # in the order the provider sends them
     truth: GroundTruth
+    withheld: list[Callback] = field(default_factory=list)  # never delivered (drop_final_rate)
 
 
 class _Weighted:
@@ -335,8 +341,36 @@ def generate(scenario: Scenario, thresholds: Thresholds | None = None) -> Traffi
         account=scenario.account_sid,
         thresholds=thresholds,
     )
-    truth = replace(truth, scenario=_scenario_dict(scenario))
-    return Traffic(scenario=scenario, thresholds=thresholds, callbacks=callbacks, truth=truth)
+    withheld: list[Callback] = []
+    if scenario.drop_final_rate > 0:
+        callbacks, withheld = _withhold_finals(callbacks, scenario)
+    by_kind = dict(sorted(Counter(cb.kind.value for cb in withheld if not cb.duplicate).items()))
+    truth = replace(truth, scenario=_scenario_dict(scenario), withheld=by_kind)
+    return Traffic(scenario, thresholds, callbacks, truth, withheld)
+
+
+def _withhold_finals(
+    callbacks: list[Callback], scenario: Scenario
+) -> tuple[list[Callback], list[Callback]]:
+    """Drops the final callback (retries included) of `drop_final_rate` of the messages
+    and calls that reach a final status after an earlier callback. Its own random
+    stream: the callbacks that are sent are those of the same scenario without drops."""
+    rng = random.Random(f"drop-final-{scenario.seed}")
+    entities = {cb.sid: cb.entity for cb in callbacks}.values()
+    eligible = sorted(
+        e.sid
+        for e in entities
+        if e.kind in (SMS, VOICE, INBOUND)
+        and len(e.statuses) > 1
+        and e.kind.spec.ranks.get(e.final) == max(e.kind.spec.ranks.values())
+    )
+    dropped = set(rng.sample(eligible, round(scenario.drop_final_rate * len(eligible))))
+    kept: list[Callback] = []
+    withheld: list[Callback] = []
+    for cb in callbacks:
+        final = cb.sid in dropped and cb.step == len(cb.entity.statuses) - 1
+        (withheld if final else kept).append(cb)
+    return kept, withheld
 
 
 def _spoil(callbacks: list[Callback], scenario: Scenario) -> None:

@@ -54,6 +54,10 @@ class GroundTruth:
     alerts: list[dict[str, Any]]
     scenario: dict[str, Any] = field(default_factory=dict)
     thresholds: dict[str, Any] = field(default_factory=dict)
+    # distinct final callbacks the provider never delivered (`--drop-final`), by kind; the figures
+    # above are the provider's truth, which reconciliation restores. `callbacks` counts
+    # them, and crossing indices are positions in the undropped order.
+    withheld: dict[str, int] = field(default_factory=dict)
 
     def delivery_report(self, receipts_timed_out: bool = True) -> list[dict[str, Any]]:
         """The rows `switchboard report delivery` shows, by campaign.

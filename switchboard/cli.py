@@ -341,6 +341,82 @@ def dead_letters_replay(
 
 
 @app.command()
+def reconcile(
+    since: Annotated[
+        str | None,
+        typer.Option(help="only SIDs whose last change is this recent: 2h, 30m, 1d (default: all)"),
+    ] = None,
+    campaign: Annotated[str | None, typer.Option(help="only this campaign's SIDs")] = None,
+    discover: Annotated[
+        bool,
+        typer.Option(
+            help="also list the messages and calls sent since --since from the campaign's "
+            "numbers (and --number) and publish those Switchboard never heard of"
+        ),
+    ] = False,
+    number: Annotated[
+        list[str] | None, typer.Option(help="a number of ours to discover from (repeat)")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="fetch and report, publish nothing")] = False,
+    follow: Annotated[
+        bool, typer.Option(help="run as a stage: a pass every SWITCHBOARD_RECONCILE_INTERVAL_S")
+    ] = False,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="with --follow: Prometheus metrics on 127.0.0.1:PORT")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+) -> None:
+    """Fetch messages and calls stuck short of a final status from SignalWire's REST API
+    and publish what the provider knows as callbacks marked source=reconcile (they then
+    count like any callback, once). Exit code 1 if any fetch failed."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from reconcile.once import reconcile_once
+    from reconcile.stage import Outcome
+    from switchboard.output import render
+    from switchboard.silences import duration_s
+
+    settings = _settings()
+    if follow:
+        from reconcile.service import run as run_stage
+
+        run_stage(settings, metrics_port)
+        return
+    bar = Progress(
+        "reconcile", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, disable=not progress,
+    )  # fmt: skip
+    task = bar.add_task("fetch", total=None)
+    with bar:
+        tally = reconcile_once(
+            settings,
+            since_s=duration_s(since) if since else None,
+            campaign=campaign,
+            discover=discover,
+            numbers=number,
+            dry_run=dry_run,
+            on_due=lambda n: bar.update(task, total=n),
+            progress=lambda _outcome: bar.advance(task),
+        )
+    counts = tally.counts
+    render(
+        [
+            {
+                "checked": tally.checked,
+                "changed": counts[Outcome.CHANGED],
+                "unchanged": counts[Outcome.UNCHANGED],
+                "not found at the provider": counts[Outcome.NOT_FOUND],
+                "errors": counts[Outcome.ERROR],
+            }
+        ],
+        "table",
+        title="reconcile" + (" (dry run: nothing published)" if dry_run else ""),
+    )
+    if counts[Outcome.ERROR]:
+        raise typer.Exit(1)
+
+
+@app.command()
 def tail() -> None:
     """Stream status changes live, with the failed table updating below.
 
@@ -516,6 +592,15 @@ def simulate(
             "a Timestamp of a 13th month, a CallDuration of 12s); the truth counts without them"
         ),
     ] = 0.0,
+    drop_final: Annotated[
+        float,
+        typer.Option(
+            help="percent of messages' and calls' final callbacks the provider never delivers "
+            "(the truth keeps them: `switchboard reconcile` must restore them)",
+            min=0,
+            max=100,
+        ),
+    ] = 0.0,
     campaign: Annotated[
         list[str] | None, typer.Option(help="campaign tag (repeat for several)")
     ] = None,
@@ -574,11 +659,14 @@ def simulate(
         duplicate_rate=duplicates,
         reorder_rate=reorder,
         unreadable_rate=unreadable,
+        drop_final_rate=drop_final / 100,
     )
     traffic = generate(scenario, Thresholds.from_settings(settings))
     truth.parent.mkdir(parents=True, exist_ok=True)
     truth.write_text(json.dumps(traffic.truth.to_json(), indent=2) + "\n")
     console.print(f"ground truth of {callbacks} callbacks (seed {seed}) written to {truth}")
+    if traffic.truth.withheld:
+        console.print(f"final callbacks withheld (--drop-final): {traffic.truth.withheld}")
     if dry_run:
         return
     key = signing_key or (

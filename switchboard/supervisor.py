@@ -29,13 +29,23 @@ from switchboard.broker import LocalBroker, kafka_version
 logger = logging.getLogger(__name__)
 console = Console(stderr=True)
 
-STAGES = ("sink", "process", "ingest")  # started in this order, stopped in reverse
+STAGES = ("sink", "process", "reconcile", "ingest")  # started in this order, stopped in reverse
+_COMMANDS = {"reconcile": ["reconcile", "--follow"]}  # the others: `switchboard <name>`
 
 
 def _stage(name: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    command = _COMMANDS.get(name, [name])
     return subprocess.Popen(
-        [sys.executable, "-m", "switchboard", name], env=env, start_new_session=True
+        [sys.executable, "-m", "switchboard", *command], env=env, start_new_session=True
     )
+
+
+def _stages(settings: Settings) -> tuple[str, ...]:
+    """The stages to run: reconcile only with REST credentials to reconcile with."""
+    if settings.signalwire_configured:
+        return STAGES
+    logger.warning("SignalWire credentials not set: stuck messages and calls are not reconciled")
+    return tuple(name for name in STAGES if name != "reconcile")
 
 
 def _stop(name: str, proc: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
@@ -75,10 +85,11 @@ def run_pipeline(settings: Settings, *, start_broker: bool = True) -> None:
         ensure_topics(settings)
         token, _ = resolve_token(settings)
         env = dict(os.environ)
-        for name in STAGES:
+        stages = _stages(settings)
+        for name in stages:
             procs[name] = _stage(name, env)
         _banner(settings, token)
-        restarts: dict[str, list[float]] = {name: [] for name in STAGES}
+        restarts: dict[str, list[float]] = {name: [] for name in stages}
         while not stopping.is_set():
             for name, proc in procs.items():
                 if proc.poll() is None:
@@ -100,7 +111,7 @@ def run_pipeline(settings: Settings, *, start_broker: bool = True) -> None:
                 procs[name] = _stage(name, env)
             stopping.wait(0.3)
     finally:
-        console.print("[yellow]stopping: edge, processors, sinks, broker[/yellow]")
+        console.print("[yellow]stopping: edge, reconcile, processors, sinks, broker[/yellow]")
         for name in reversed(STAGES):
             if name in procs:
                 _stop(name, procs[name])

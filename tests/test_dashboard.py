@@ -208,5 +208,5 @@ def test_dashboard_data_is_shared_between_viewers_per_filter(api: str) -> None:
     assert again["generated_at"] == everything["generated_at"]  # one computation, two viewers
     assert set(everything["panels"]) == {
         "summary", "delivery-rate", "failures", "mos", "calls", "alerts", "firing",
-        "failure-windows", "dead-letters",
+        "failure-windows", "dead-letters", "reconciled",
     }  # fmt: skip

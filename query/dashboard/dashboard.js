@@ -115,6 +115,8 @@
 
     fillTable("calls-table", p.calls, (r) => [r.kind, r.campaign || "—", r.calls, r.completed, r.failed, r.busy,
                                                r.no_answer, r.minutes, r.avg_mos]);
+    fillTable("reconciled-table", p.reconciled, (r) => [r.kind, r.campaign || "—", r.final_statuses,
+                                                         r.reconciled, r.reconciled_pct]);
     fillTable("firing-table", p.firing, (r) => [utc(r.started_at), duration(r.firing_for_s), r.type, r.scope,
                                                 r.value, r.threshold, r.silenced ? "silenced" : ""]);
     fillTable("alerts-table", p.alerts, (r) => [utc(r.raised_at), r.state + (r.repeat ? " #" + r.repeat : "")

@@ -91,6 +91,7 @@ STAGING_COLUMNS = (
     "tags",
     "extra",
     "parse_errors",
+    "source",
 )
 _STAGING_TYPES = {
     ParamType.TEXT: "Nullable(String)",
@@ -113,7 +114,7 @@ def _event_staging(spec: KindSpec) -> EventStaging:
     columns = (
         "received_at Float64, event_time Float64, campaign String, "
         f"`values` Tuple({values}), tags Map(String, String), extra Map(String, String), "
-        "parse_errors Map(String, String)"
+        "parse_errors Map(String, String), source String"
     )
     exprs = []
     for p in spec.params:
@@ -134,6 +135,7 @@ def _event_staging(spec: KindSpec) -> EventStaging:
         "tags",
         "extra",
         "parse_errors",
+        "if(source = '', 'callback', source) AS source",
     ]
     digest = hashlib.sha256(f"{columns}|{exprs}".encode()).hexdigest()[:10]
     table = f"{spec.table}_in_{digest}"
@@ -237,6 +239,15 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "ALTER TABLE {db}.call_windows ADD COLUMN IF NOT EXISTS version UInt16 DEFAULT 1",
         ],
     ),
+    (
+        3,
+        "event tables: source of each status (callback, or reconcile from the REST API)",
+        [
+            f"ALTER TABLE {{db}}.{spec.table} ADD COLUMN IF NOT EXISTS "
+            "source LowCardinality(String) DEFAULT 'callback'"
+            for spec in SPECS.values()
+        ],
+    ),
 ]
 
 
@@ -246,6 +257,12 @@ def migrate(store: Store) -> None:
         table = store.table(spec.table)
         for name, type_ in event_columns(spec):
             store.command(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {quote(name)} {type_}")
+    for name, body in TABLES.items():
+        store.command(f"CREATE TABLE IF NOT EXISTS {store.table(name)} {body}")
+    _apply_migrations(store)
+    # the staging views select columns that migrations add (source): after them
+    for spec in SPECS.values():
+        table = store.table(spec.table)
         staging = EVENT_STAGING[spec.kind]
         store.command(
             f"CREATE TABLE IF NOT EXISTS {store.table(staging.table)} ({staging.columns}) "
@@ -255,12 +272,14 @@ def migrate(store: Store) -> None:
             f"CREATE MATERIALIZED VIEW IF NOT EXISTS {store.table(staging.view)} TO {table} "
             f"AS {staging.select.format(db=store.database)}"
         )
-    for name, body in TABLES.items():
-        store.command(f"CREATE TABLE IF NOT EXISTS {store.table(name)} {body}")
     for name, select in VIEWS.items():
         store.command(
             f"CREATE OR REPLACE VIEW {store.table(name)} AS {select.format(db=store.database)}"
         )
+    logger.info("ClickHouse schema ready in %s (%s)", store.database, store.dsn)
+
+
+def _apply_migrations(store: Store) -> None:
     applied = {
         row[0] for row in store.query(f"SELECT version FROM {store.table('schema_migrations')}")
     }
@@ -275,4 +294,3 @@ def migrate(store: Store) -> None:
             parameters={"v": version, "n": name},
         )
         logger.info("applied ClickHouse migration %d: %s", version, name)
-    logger.info("ClickHouse schema ready in %s (%s)", store.database, store.dsn)
