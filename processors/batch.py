@@ -22,6 +22,7 @@ from contract.deadletters import DeadLetter, Stage
 from contract.errors import BadCallback
 from contract.forwards import ForwardRequest
 from contract.kinds import CallbackKind
+from contract.privacy import Redactor
 from contract.settings import Settings
 from processors import normalizer
 from processors.forwarding import forward_request
@@ -57,6 +58,8 @@ def process_batch(
 ) -> BatchOutput:
     """`partitions`: of the transitions topic, which the scopes are spread over."""
     out = BatchOutput()
+    # what ClickHouse may keep; state, windows and forwards read the event itself
+    redactor = Redactor.from_settings(settings)
     bucket = plan.bucket
     debug = logger.isEnabledFor(logging.DEBUG)
     for raw in raws:
@@ -87,7 +90,8 @@ def process_batch(
                 )
             )
             continue
-        out.events.append((raw.partition, event.sid.encode(), event.to_bytes()))
+        published = event if redactor is None else redactor.event(event)
+        out.events.append((raw.partition, event.sid.encode(), published.to_bytes()))
         sid_key = state_key(event.kind, event.sid)
         transition = step(store.get(raw.partition, sid_key), event)
         if transition is None:

@@ -11,7 +11,7 @@ import logging
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,7 +60,7 @@ def _open_api(settings: Settings, path: str, query: dict[str, str]) -> Any | Non
 def _direct_store(settings: Settings) -> Iterator[Store]:
     store = Store.connect(settings, attempts=1)
     try:
-        migrate(store)
+        migrate(store, settings)
         yield store
     finally:
         store.close()
@@ -109,3 +109,38 @@ def open_export(settings: Settings, name: str, filters: Filters) -> Iterator[Exp
             exports.count_rows(store, name, filters),
             exports.iter_rows(store, name, filters),
         )
+
+
+def request_forget(
+    settings: Settings,
+    number: str,
+    *,
+    dry_run: bool,
+    progress: Callable[[str, int, int], None],
+) -> dict[str, Any]:
+    """`sinks.privacy.forget` in the running sink (which owns an embedded store), or here
+    against ClickHouse directly when no sink runs (with `progress`)."""
+    from sinks.privacy import forget
+
+    url = f"http://{settings.api_host}:{settings.api_port}/api/forget"
+    request = urllib.request.Request(
+        url,
+        data=json.dumps({"number": number, "dry_run": dry_run}).encode(),
+        method="POST",
+        headers={
+            "Authorization": f"Bearer {read_token(settings)}",
+            "Content-Type": "application/json",
+        },
+    )
+    try:
+        # a long wait: the sink waits for the stages to catch up, then for the mutations
+        with urllib.request.urlopen(request, timeout=900) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+            return answer
+    except urllib.error.HTTPError as exc:
+        detail = json.loads(exc.read() or b"{}").get("error", "")
+        raise SwitchboardError(f"query API answered {exc.code}: {detail}") from None
+    except (urllib.error.URLError, ConnectionError):
+        logger.debug("query API not running; erasing with ClickHouse directly")
+    with _direct_store(settings) as store:
+        return forget(settings, store, number, dry_run=dry_run, progress=progress).to_json()
