@@ -376,7 +376,7 @@ def _scan(
         left = dict(ends)
         deadline = time.monotonic() + 300
         while left and time.monotonic() < deadline:
-            for msg in consumer.consume(num_messages=5000, timeout=1.0):
+            for msg in consumer.consume(num_messages=5000, timeout=0.1):
                 if msg.error() is not None:
                     continue
                 p, offset = msg.partition(), msg.offset()

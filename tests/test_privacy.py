@@ -195,7 +195,7 @@ def topic_records(settings: Settings) -> dict[str, list[bytes]]:
             consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in ends])
             deadline = time.monotonic() + 30
             while ends and time.monotonic() < deadline:
-                for msg in consumer.consume(1000, timeout=0.5):
+                for msg in consumer.consume(1000, timeout=0.1):
                     if msg.error() is None:
                         found[name].append((msg.key() or b"") + b"|" + (msg.value() or b""))
                 for tp in consumer.position([TopicPartition(name, p) for p in ends]):
@@ -276,8 +276,22 @@ def test_forget_removes_a_number_from_every_store_and_leaves_the_others(
     assert dry["clickhouse"]["sms_events"] == 3 and dry["dry_run"]
     assert figures(FORGOTTEN)[0]["rows"], "a dry run removed something"
 
-    said = cli(settings, "forget", FORGOTTEN)
-    assert "sms_events" in said and "call_events" in said and needle not in said
+    said = cli(settings, "forget", FORGOTTEN, "--format", "json")
+    removed = json.loads(said)
+    assert needle not in said and not removed["dry_run"]
+    # its messages and calls, and what hangs off them: the call's recording (no number in
+    # it), the forwards, the failed message's enrichment, the dead letter
+    assert removed["clickhouse"] == dry["clickhouse"]
+    assert removed["clickhouse"] | {"delivery_windows": 0} == {
+        "sms_events": 3, "call_events": 1, "inbound_call_events": 1, "recording_events": 1,
+        "transcription_events": 1, "forwards": 2, "failed_messages": 1, "dead_letters": 1,
+        "delivery_windows": 0,
+    }  # fmt: skip
+    kafka = {n.removeprefix(settings.topic_prefix): t for n, t in removed["kafka"].items()}
+    assert kafka["callbacks.sms"]["holding"] == 4 and kafka["callbacks.sms"]["deleted"] >= 4
+    assert kafka["events"]["holding"] == 6 and kafka["forwards"]["holding"] == 1
+    assert kafka["processors.sid-state"]["tombstones"] >= 5  # SMa1, SMa2, CAa1, CAa2, TRa1
+    assert set(removed["exports"].values()) == {1}  # the alert CSVs' row of SMa2
     assert "nothing" in cli(settings, "forget", FORGOTTEN)  # idempotent
     assert {n: figures(n) for n in (OTHER, THIRD)} == before
     assert [f["rows"] for f in figures(FORGOTTEN)] == [[], []]
