@@ -2,7 +2,9 @@
 
 Every callback that can be read becomes an event for the `events` topic (duplicates
 too: ClickHouse de-duplicates them), on the partition it came from, so one SID's
-events stay in order. A callback that cannot be taken (no SID, no status, an unreadable
+events stay in order; it is redacted as `contract.privacy` says (no texts, numbers
+hashed when set), while state, windows and forwards read the callback as it came.
+A callback that cannot be taken (no SID, no status, an unreadable
 envelope) becomes a dead letter holding the raw record; one with an unreadable typed value
 is an event like the others, that value NULL (see `contract.normalize`).
 Callbacks that change their SID's state become a status-change record, window

@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contract import published
 from contract.errors import SwitchboardError
-from contract.privacy import number_key, number_token
+from contract.privacy import number_key
 from contract.settings import Settings
 from query import exports
 from query.auth import token_matches
@@ -135,10 +135,7 @@ def create_api(
     key = number_key(settings) if settings is not None else None
 
     def _filters(request: Request, defaults: Filters) -> Filters:
-        found = _query_filters(request, defaults)
-        if key is not None and found.number:  # numbers are stored hashed: filter on that
-            return dataclasses.replace(found, number=number_token(found.number, key))
-        return found
+        return _query_filters(request, defaults).stored_as(key)
 
     def report(request: Request) -> Response:  # sync: Starlette runs it in a thread pool
         name = request.path_params["name"]

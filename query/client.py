@@ -17,6 +17,7 @@ from typing import Any
 
 from contract.deadletters import DeadLetter
 from contract.errors import SwitchboardError
+from contract.privacy import number_key
 from contract.settings import Settings
 from query import exports
 from query.auth import read_token
@@ -73,7 +74,7 @@ def fetch_report(settings: Settings, name: str, filters: Filters) -> list[dict[s
             rows: list[dict[str, Any]] = json.loads(response.read())["rows"]
             return rows
     with _direct_store(settings) as store:
-        return run_report(store, name, filters)
+        return run_report(store, name, filters.stored_as(number_key(settings)))
 
 
 def fetch_letters(settings: Settings, wanted: LetterFilter) -> list[DeadLetter]:
@@ -103,11 +104,12 @@ def open_export(settings: Settings, name: str, filters: Filters) -> Iterator[Exp
             columns = tuple(next(reader))
             yield ExportStream(columns, int(response.headers.get("X-Row-Count", 0)), reader)
         return
+    stored = filters.stored_as(number_key(settings))
     with _direct_store(settings) as store:
         yield ExportStream(
             exports.EXPORTS[name].columns,
-            exports.count_rows(store, name, filters),
-            exports.iter_rows(store, name, filters),
+            exports.count_rows(store, name, stored),
+            exports.iter_rows(store, name, stored),
         )
 
 
