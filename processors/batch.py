@@ -92,8 +92,8 @@ def process_batch(
                 )
             )
             continue
-        published = event if redactor is None else redactor.event(event)
-        out.events.append((raw.partition, event.sid.encode(), published.to_bytes()))
+        published = event.to_bytes() if redactor is None else redactor.event_bytes(event)
+        out.events.append((raw.partition, event.sid.encode(), published))
         sid_key = state_key(event.kind, event.sid)
         transition = step(store.get(raw.partition, sid_key), event)
         if transition is None:
