@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -272,6 +273,14 @@ def test_forget_removes_a_number_from_every_store_and_leaves_the_others(
     before = {n: figures(n) for n in (OTHER, THIRD)}
     assert before[OTHER][0]["rows"] and before[THIRD][0]["rows"]
 
+    unauthorized = urllib.request.Request(
+        f"http://{settings.api_host}:{settings.api_port}/api/forget",
+        data=json.dumps({"number": FORGOTTEN}).encode(),
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(unauthorized, timeout=10)
+    assert refused.value.code == 401
     dry = json.loads(cli(settings, "forget", FORGOTTEN, "--dry-run", "--format", "json"))
     assert dry["clickhouse"]["sms_events"] == 3 and dry["dry_run"]
     assert figures(FORGOTTEN)[0]["rows"], "a dry run removed something"
@@ -316,9 +325,12 @@ def test_forget_removes_a_number_from_every_store_and_leaves_the_others(
     files = list(exports.glob("*"))
     assert files and not [p for p in files if needle.encode() in p.read_bytes()]
     assert any(digits(OTHER).encode() in p.read_bytes() for p in files)
-    # no log line of any stage
+    # no log line of any stage holds it, nor any other full number: they name SIDs
     logs = {s.name: s.log() for s in stages.values()}
     assert [name for name, text in logs.items() if needle in text] == []
+    numbers = [digits(n) for n in (OTHER, THIRD, SENDER, FORWARD_TO)]
+    assert [(name, n) for name, text in logs.items() for n in numbers if n in text] == []
+    assert "SMa2" in logs["process"] + logs["sink"] + logs["ingest"]
 
 
 @pytest.mark.kafka
