@@ -280,6 +280,7 @@ def test_forget_removes_a_number_from_every_store_and_leaves_the_others(
     )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(unauthorized, timeout=10)
+    refused.value.close()  # the error holds the response and its socket
     assert refused.value.code == 401
     dry = json.loads(cli(settings, "forget", FORGOTTEN, "--dry-run", "--format", "json"))
     assert dry["clickhouse"]["sms_events"] == 3 and dry["dry_run"]
