@@ -63,8 +63,9 @@ class Event:
     def get(self, column: str) -> Any:
         return self.values.get(column)
 
-    def to_bytes(self) -> bytes:
-        """Exact-size (`jsonbytes`): an intake batch holds up to thousands of these."""
+    def to_bytes(self, values: dict[str, Any] | None = None) -> bytes:
+        """Exact-size (`jsonbytes`): an intake batch holds up to thousands of these.
+        `values`: in place of the event's own (redacted ones, `contract.privacy`)."""
         record: EventRecord = {
             "v": EVENT_VERSION,
             "kind": self.kind,
@@ -73,7 +74,7 @@ class Event:
             "received_at": self.received_at,
             "event_time": self.event_time,
             "campaign": self.campaign,
-            "values": self.values,
+            "values": self.values if values is None else values,
             "tags": self.tags,
             "extra": self.extra,
             "parse_errors": self.parse_errors,

@@ -9,7 +9,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+)
 
 from contract.errors import ConfigurationError, ServiceUnavailable
 from contract.settings import Settings
@@ -236,8 +242,42 @@ def min_insync_config(settings: Settings) -> dict[str, str]:
     return {"min.insync.replicas": str(settings.topic_min_insync_replicas)}
 
 
+RAW_TOPICS = frozenset(
+    {
+        Topic.CALLBACKS_SMS,
+        Topic.CALLBACKS_VOICE,
+        Topic.CALLBACKS_RECORDING,
+        Topic.CALLBACKS_TRANSCRIPTION,
+        Topic.CALLBACKS_INBOUND_CALL,
+    }
+)
+
+
+def retention_ms(settings: Settings, topic: Topic) -> int | None:
+    """How long `topic` keeps a record (retention.ms), or None for a compacted topic,
+    which keeps each key's latest record until a tombstone (`switchboard forget` writes
+    them for the per-SID state)."""
+    if _TOPIC_CONFIG.get(topic, {}).get("cleanup.policy") == "compact":
+        return None
+    if topic is Topic.ALERTS:  # compacted too, and no personal data but our own scopes
+        return int(_TOPIC_CONFIG[topic]["retention.ms"])
+    seconds = (
+        settings.retention_raw_topics_s if topic in RAW_TOPICS else settings.retention_topics_s
+    )
+    return seconds * 1000
+
+
+def topic_config(settings: Settings, topic: Topic) -> dict[str, str]:
+    config = _TOPIC_CONFIG.get(topic, {}) | min_insync_config(settings)
+    retention = retention_ms(settings, topic)
+    if retention is not None:
+        config["retention.ms"] = str(retention)
+    return config
+
+
 def ensure_topics(settings: Settings, topics: list[Topic] | None = None) -> None:
-    """Create our topics with the configured partition count (faust won't create sources)."""
+    """Create our topics with the configured partition count (faust won't create sources)
+    and retention; a topic that exists with another retention gets the configured one."""
     client = admin(settings)
     wanted = topics or list(Topic)
     existing = set(client.list_topics(timeout=10).topics)
@@ -246,11 +286,14 @@ def ensure_topics(settings: Settings, topics: list[Topic] | None = None) -> None
             topic_name(t, settings.topic_prefix),
             num_partitions=settings.topic_partitions,
             replication_factor=settings.topic_replication,
-            config=_TOPIC_CONFIG.get(t, {}) | min_insync_config(settings),
+            config=topic_config(settings, t),
         )
         for t in wanted
         if topic_name(t, settings.topic_prefix) not in existing
     ]
+    _align_retention(
+        settings, client, [t for t in wanted if topic_name(t, settings.topic_prefix) in existing]
+    )
     if not new:
         return
     for name, future in client.create_topics(new, operation_timeout=10).items():
@@ -261,6 +304,61 @@ def ensure_topics(settings: Settings, topics: list[Topic] | None = None) -> None
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
     _wait_for_leaders(client, [t.topic for t in new])
+
+
+def topic_retentions(settings: Settings, topics: list[Topic]) -> dict[Topic, int | None]:
+    """The retention.ms each existing topic has on the broker (None: unlimited or absent)."""
+    client = admin(settings)
+    existing = set(client.list_topics(timeout=10).topics)
+    found: dict[Topic, int | None] = {}
+    resources = {
+        t: ConfigResource(ConfigResource.Type.TOPIC, topic_name(t, settings.topic_prefix))
+        for t in topics
+        if topic_name(t, settings.topic_prefix) in existing
+    }
+    futures = client.describe_configs(list(resources.values()), request_timeout=10)
+    by_name = {resource.name: config for resource, config in futures.items()}
+    for topic, resource in resources.items():
+        entry = by_name[resource.name].result().get("retention.ms")
+        value = int(entry.value) if entry is not None and entry.value is not None else -1
+        found[topic] = value if value >= 0 else None
+    return found
+
+
+def _align_retention(settings: Settings, client: AdminClient, topics: list[Topic]) -> None:
+    """Existing topics whose retention.ms is not the configured one get it, with a log
+    line: a changed SWITCHBOARD_RETENTION_* reaches topics made before it."""
+    if not topics:
+        return
+    actual = topic_retentions(settings, topics)
+    changes = []
+    for topic in topics:
+        wanted = retention_ms(settings, topic)
+        if wanted is None or actual.get(topic) == wanted:
+            continue
+        name = topic_name(topic, settings.topic_prefix)
+        logger.warning(
+            "topic %s keeps records for %s ms, the settings say %d ms: altering it",
+            name,
+            actual.get(topic),
+            wanted,
+        )
+        changes.append(
+            ConfigResource(
+                ConfigResource.Type.TOPIC,
+                name,
+                incremental_configs=[
+                    ConfigEntry(
+                        "retention.ms",
+                        str(wanted),
+                        incremental_operation=AlterConfigOpType.SET,
+                    )
+                ],
+            )
+        )
+    if changes:
+        for future in client.incremental_alter_configs(changes).values():
+            future.result()
 
 
 def _wait_for_leaders(client: AdminClient, names: list[str], timeout_s: float = 30.0) -> None:

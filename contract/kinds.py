@@ -23,10 +23,18 @@ class ParamType(StrEnum):
     TIMESTAMP = "timestamp"  # RFC 2822, ISO 8601 or Unix seconds; stored as UTC
 
 
+class Personal(StrEnum):
+    """Personal data in a parameter, which `contract.privacy` redacts before ClickHouse."""
+
+    NUMBER = "number"  # a phone number: optionally an HMAC and its last digits
+    TEXT = "text"  # what someone wrote or said: not stored, or for a short time
+
+
 @dataclass(frozen=True, slots=True)
 class Param:
     name: str  # as the provider posts it, e.g. "AudioInMos"
     type: ParamType = ParamType.TEXT
+    personal: Personal | None = None
 
     @property
     def column(self) -> str:
@@ -75,6 +83,7 @@ def snake_case(name: str) -> str:
 
 
 INT, FLOAT, TS = ParamType.INT, ParamType.FLOAT, ParamType.TIMESTAMP
+NUMBER, WORDS = Personal.NUMBER, Personal.TEXT
 
 SPECS: dict[CallbackKind, KindSpec] = {
     CallbackKind.SMS: KindSpec(
@@ -86,9 +95,9 @@ SPECS: dict[CallbackKind, KindSpec] = {
             Param("MessageStatus"),
             Param("ErrorCode"),
             Param("AccountSid"),
-            Param("From"),
-            Param("To"),
-            Param("Body"),
+            Param("From", personal=NUMBER),
+            Param("To", personal=NUMBER),
+            Param("Body", personal=WORDS),
             Param("NumMedia", INT),
             Param("NumSegments", INT),
             Param("Timestamp", TS),  # JSON formats only; Compatibility SMS callbacks have none
@@ -106,11 +115,11 @@ SPECS: dict[CallbackKind, KindSpec] = {
             Param("CallSid"),
             Param("CallStatus"),
             Param("AccountSid"),
-            Param("From"),
-            Param("To"),
+            Param("From", personal=NUMBER),
+            Param("To", personal=NUMBER),
             Param("Direction"),
             Param("ApiVersion"),
-            Param("ForwardedFrom"),
+            Param("ForwardedFrom", personal=NUMBER),
             Param("CallerName"),
             Param("ParentCallSid"),
             Param("CallDuration", INT),
@@ -154,14 +163,14 @@ SPECS: dict[CallbackKind, KindSpec] = {
         params=(
             Param("TranscriptionSid"),
             Param("TranscriptionStatus"),
-            Param("TranscriptionText"),
+            Param("TranscriptionText", personal=WORDS),
             Param("TranscriptionUrl"),
             Param("RecordingSid"),
             Param("RecordingUrl"),
             Param("AccountSid"),
             Param("CallSid"),
-            Param("From"),
-            Param("To"),
+            Param("From", personal=NUMBER),
+            Param("To", personal=NUMBER),
         ),
         raw_topic=Topic.CALLBACKS_TRANSCRIPTION,
         table="transcription_events",
@@ -176,8 +185,8 @@ SPECS: dict[CallbackKind, KindSpec] = {
             Param("CallSid"),
             Param("CallStatus"),
             Param("AccountSid"),
-            Param("From"),
-            Param("To"),
+            Param("From", personal=NUMBER),
+            Param("To", personal=NUMBER),
             Param("Timestamp", TS),
             Param("CallDuration", INT),
             Param("AudioInMos", FLOAT),

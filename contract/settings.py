@@ -220,6 +220,41 @@ class Settings(BaseSettings):
     reconcile_max_retry_after_s: float = Field(
         300.0, gt=0, description="the longest Retry-After the stage waits out"
     )
+    # --- privacy: retention, redaction, erasure (contract/privacy.py) ---
+    # Retention per store. Topics get retention.ms at creation, and a topic that exists
+    # with another one is altered at start (the stages log it).
+    retention_raw_topics_s: int = Field(
+        7 * 86400, ge=3600, description="raw callbacks (callbacks.<kind>) are kept this long"
+    )
+    retention_topics_s: int = Field(
+        7 * 86400,
+        ge=3600,
+        description="events, forwards, window figures, transitions and dead letters topics",
+    )
+    retention_events_days: int = Field(
+        365,
+        ge=1,
+        description="ClickHouse rows about callbacks (event tables, failed_messages, forwards, "
+        "dead_letters) are deleted this long after they were received",
+    )
+    retention_aggregates_days: int = Field(
+        730, ge=1, description="window figures and alerts in ClickHouse"
+    )
+    retention_exports_days: int = Field(
+        30, ge=1, description="CSV files in the exports directory are removed after this long"
+    )
+    retention_texts_days: int = Field(
+        0,
+        ge=0,
+        description="message bodies and transcription texts in ClickHouse: 0, never stored; "
+        "otherwise kept this many days (a column TTL)",
+    )
+    hash_numbers: bool = Field(
+        False,
+        description="store phone numbers in ClickHouse as an HMAC (keyed by number_hash_key) "
+        "plus their last digits, so per-number reports still group",
+    )
+    number_hash_key: SecretStr | None = Field(None, description="the HMAC key of hash_numbers")
 
     # --- SignalWire (provider's own variable names) ---
     signalwire_project_id: str | None = Field(
@@ -291,6 +326,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "mutual TLS needs both SWITCHBOARD_KAFKA_CERT_FILE and SWITCHBOARD_KAFKA_KEY_FILE"
             )
+        if self.hash_numbers and not self.number_hash_key:
+            raise ValueError("SWITCHBOARD_HASH_NUMBERS needs SWITCHBOARD_NUMBER_HASH_KEY")
         if (self.topic_min_insync_replicas or 0) > self.topic_replication:
             raise ValueError(
                 "SWITCHBOARD_TOPIC_MIN_INSYNC_REPLICAS is above SWITCHBOARD_TOPIC_REPLICATION: "

@@ -2,7 +2,9 @@
 
 Every callback that can be read becomes an event for the `events` topic (duplicates
 too: ClickHouse de-duplicates them), on the partition it came from, so one SID's
-events stay in order. A callback that cannot be taken (no SID, no status, an unreadable
+events stay in order; it is redacted as `contract.privacy` says (no texts, numbers
+hashed when set), while state, windows and forwards read the callback as it came.
+A callback that cannot be taken (no SID, no status, an unreadable
 envelope) becomes a dead letter holding the raw record; one with an unreadable typed value
 is an event like the others, that value NULL (see `contract.normalize`).
 Callbacks that change their SID's state become a status-change record, window
@@ -22,6 +24,7 @@ from contract.deadletters import DeadLetter, Stage
 from contract.errors import BadCallback
 from contract.forwards import ForwardRequest
 from contract.kinds import CallbackKind
+from contract.privacy import Redactor
 from contract.settings import Settings
 from processors import normalizer
 from processors.forwarding import forward_request
@@ -57,6 +60,8 @@ def process_batch(
 ) -> BatchOutput:
     """`partitions`: of the transitions topic, which the scopes are spread over."""
     out = BatchOutput()
+    # what ClickHouse may keep; state, windows and forwards read the event itself
+    redactor = Redactor.from_settings(settings)
     bucket = plan.bucket
     debug = logger.isEnabledFor(logging.DEBUG)
     for raw in raws:
@@ -87,7 +92,8 @@ def process_batch(
                 )
             )
             continue
-        out.events.append((raw.partition, event.sid.encode(), event.to_bytes()))
+        published = event.to_bytes() if redactor is None else redactor.event_bytes(event)
+        out.events.append((raw.partition, event.sid.encode(), published))
         sid_key = state_key(event.kind, event.sid)
         transition = step(store.get(raw.partition, sid_key), event)
         if transition is None:

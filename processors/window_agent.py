@@ -32,6 +32,7 @@ import faust
 
 from contract.alerts import Alert
 from contract.kafka import min_insync_config
+from contract.privacy import masked_scope
 from contract.settings import Settings
 from contract.silences import Silences
 from processors import metrics
@@ -156,7 +157,7 @@ class WindowAgent:
             alert.type,
             alert.state,
             " (silenced)" if alert.silenced else "",
-            alert.scope,
+            masked_scope(alert.scope),
             alert.window_start,
             alert.window_end - alert.window_start,
             alert.count,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import (
@@ -32,11 +33,15 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from contract import published
+from contract.errors import SwitchboardError
+from contract.privacy import number_key
+from contract.settings import Settings
 from query import exports
 from query.auth import token_matches
 from query.deadletters import LetterFilter, find_letters
 from query.reports import REPORTS, Filters, run_report
 from sinks.clickhouse.store import Store
+from sinks.privacy import check_number, forget
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +96,7 @@ class TokenAuth:
         await self.app(scope, receive, send)
 
 
-def _filters(request: Request, defaults: Filters) -> Filters:
+def _query_filters(request: Request, defaults: Filters) -> Filters:
     """Query-string filters over the defaults; a malformed value raises ValueError."""
     q = request.query_params
 
@@ -116,12 +121,22 @@ def _filters(request: Request, defaults: Filters) -> Filters:
 
 
 def create_api(
-    store: Store, token: str, *, defaults: Filters | None = None, topic_prefix: str = ""
+    store: Store,
+    token: str,
+    *,
+    defaults: Filters | None = None,
+    topic_prefix: str = "",
+    settings: Settings | None = None,
 ) -> Starlette:
     """`defaults` carries the deployment's settings (`Filters.from_settings`);
-    `topic_prefix` names the topics in the published document."""
+    `topic_prefix` names the topics in the published document; `settings`, the sink's,
+    serve `POST /api/forget` (without them it answers 503)."""
     base = defaults or Filters()
     topics_document = published.render(topic_prefix).encode()
+    key = number_key(settings) if settings is not None else None
+
+    def _filters(request: Request, defaults: Filters) -> Filters:
+        return _query_filters(request, defaults).stored_as(key)
 
     def report(request: Request) -> Response:  # sync: Starlette runs it in a thread pool
         name = request.path_params["name"]
@@ -204,6 +219,24 @@ def create_api(
         letters = find_letters(store, wanted)
         return JSONResponse({"letters": [dataclasses.asdict(letter) for letter in letters]})
 
+    async def forget_number(request: Request) -> Response:
+        """`{"number": "+1...", "dry_run": false}`: `sinks.privacy.forget`, what it removed."""
+        if settings is None:
+            return JSONResponse({"error": "erasure is served by the sink's API only"}, 503)
+        try:
+            body = await request.json()
+            number = str(body["number"])
+            dry_run = bool(body.get("dry_run", False))
+            check_number(number)
+        except (ValueError, KeyError, TypeError, SwitchboardError) as exc:
+            return JSONResponse({"error": f"bad request: {exc}"}, 400)
+        try:
+            erasure = await run_in_threadpool(forget, settings, store, number, dry_run=dry_run)
+        except SwitchboardError as exc:  # a stage behind: nothing deleted from that topic
+            logger.error("erasure refused: %s", exc)
+            return JSONResponse({"error": str(exc)}, 409)
+        return JSONResponse(erasure.to_json())
+
     async def dashboard(request: Request) -> Response:
         return FileResponse(DASHBOARD_DIR / "index.html", headers=PAGE_HEADERS)
 
@@ -222,6 +255,7 @@ def create_api(
             Route("/api/dashboard", dashboard_data),
             Route("/api/exports/{name}", export),
             Route("/api/dead-letters", dead_letters),
+            Route("/api/forget", forget_number, methods=["POST"]),
             Route("/dashboard", dashboard),
             Mount("/dashboard/static", StaticFiles(directory=DASHBOARD_DIR), name="static"),
             Route("/", home),

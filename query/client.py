@@ -11,12 +11,13 @@ import logging
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from contract.deadletters import DeadLetter
 from contract.errors import SwitchboardError
+from contract.privacy import number_key
 from contract.settings import Settings
 from query import exports
 from query.auth import read_token
@@ -60,7 +61,7 @@ def _open_api(settings: Settings, path: str, query: dict[str, str]) -> Any | Non
 def _direct_store(settings: Settings) -> Iterator[Store]:
     store = Store.connect(settings, attempts=1)
     try:
-        migrate(store)
+        migrate(store, settings)
         yield store
     finally:
         store.close()
@@ -73,7 +74,7 @@ def fetch_report(settings: Settings, name: str, filters: Filters) -> list[dict[s
             rows: list[dict[str, Any]] = json.loads(response.read())["rows"]
             return rows
     with _direct_store(settings) as store:
-        return run_report(store, name, filters)
+        return run_report(store, name, filters.stored_as(number_key(settings)))
 
 
 def fetch_letters(settings: Settings, wanted: LetterFilter) -> list[DeadLetter]:
@@ -103,9 +104,45 @@ def open_export(settings: Settings, name: str, filters: Filters) -> Iterator[Exp
             columns = tuple(next(reader))
             yield ExportStream(columns, int(response.headers.get("X-Row-Count", 0)), reader)
         return
+    stored = filters.stored_as(number_key(settings))
     with _direct_store(settings) as store:
         yield ExportStream(
             exports.EXPORTS[name].columns,
-            exports.count_rows(store, name, filters),
-            exports.iter_rows(store, name, filters),
+            exports.count_rows(store, name, stored),
+            exports.iter_rows(store, name, stored),
         )
+
+
+def request_forget(
+    settings: Settings,
+    number: str,
+    *,
+    dry_run: bool,
+    progress: Callable[[str, int, int], None],
+) -> dict[str, Any]:
+    """`sinks.privacy.forget` in the running sink (which owns an embedded store), or here
+    against ClickHouse directly when no sink runs (with `progress`)."""
+    from sinks.privacy import forget
+
+    url = f"http://{settings.api_host}:{settings.api_port}/api/forget"
+    request = urllib.request.Request(
+        url,
+        data=json.dumps({"number": number, "dry_run": dry_run}).encode(),
+        method="POST",
+        headers={
+            "Authorization": f"Bearer {read_token(settings)}",
+            "Content-Type": "application/json",
+        },
+    )
+    try:
+        # a long wait: the sink waits for the stages to catch up, then for the mutations
+        with urllib.request.urlopen(request, timeout=900) as response:
+            answer: dict[str, Any] = json.loads(response.read())
+            return answer
+    except urllib.error.HTTPError as exc:
+        detail = json.loads(exc.read() or b"{}").get("error", "")
+        raise SwitchboardError(f"query API answered {exc.code}: {detail}") from None
+    except (urllib.error.URLError, ConnectionError):
+        logger.debug("query API not running; erasing with ClickHouse directly")
+    with _direct_store(settings) as store:
+        return forget(settings, store, number, dry_run=dry_run, progress=progress).to_json()

@@ -11,6 +11,7 @@ skipping the parts received before the bound (see `sinks.clickhouse.failures`).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from contract.alerts import ScopeType
 from contract.error_codes import meaning
 from contract.kinds import SPECS, CallbackKind, KindSpec
+from contract.privacy import number_token
 from contract.settings import Settings
 from contract.statuses import (
     SMS_DELIVERED,
@@ -52,6 +54,12 @@ class Filters:
             mos_floor=settings.mos_floor,
             **filters,
         )
+
+    def stored_as(self, key: bytes | None) -> Filters:
+        """With numbers stored hashed (`key`), the number filter as the rows hold it."""
+        if key is None or not self.number:
+            return self
+        return dataclasses.replace(self, number=number_token(self.number, key))
 
     def parameters(self) -> dict[str, Any]:
         return {

@@ -30,6 +30,7 @@ from contract.alerts import Alert, AlertState
 from contract.deadletters import Reason, Stage
 from contract.forwards import ForwardKind, ForwardRequest
 from contract.kafka import sink_consumer_config
+from contract.privacy import masked_scope
 from contract.settings import Settings
 from contract.topics import Topic, topic_name
 from runtime.consumer import ConsumerRuntime
@@ -125,7 +126,7 @@ class AlertDispatch:
             "alert %s (%s %s): wrote %s with %d rows for a count of %d",
             alert.alert_id,
             alert.type.value,
-            alert.scope,
+            masked_scope(alert.scope),
             path,
             len(rows),
             alert.count,

@@ -32,10 +32,13 @@ from sinks.clickhouse.rows import dead_letter_row, event_row, record_row
 from sinks.clickhouse.schema import migrate
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.writer import RowMapper, table_writer
+from sinks.privacy import prune_exports
 from sinks.signalwire.enrich import enricher
 from sinks.signalwire.forwards import forwards_consumer
 
 logger = logging.getLogger(__name__)
+
+EXPORTS_PRUNE_EVERY_S = 3600.0  # export files older than their retention are removed
 
 
 def workers(settings: Settings, store: Store, producer: Producer) -> list[ConsumerRuntime]:
@@ -103,7 +106,8 @@ def run(settings: Settings, metrics_port: int | None = None) -> None:
     wait_for_kafka(settings)
     ensure_topics(settings)
     store = Store.connect(settings)
-    migrate(store)
+    migrate(store, settings)
+    prune_exports(settings)
     if metrics_port:
         start_http_server(metrics_port, addr="127.0.0.1")
     producer = Producer(producer_config(settings))  # dead-letter records
@@ -130,7 +134,11 @@ def run(settings: Settings, metrics_port: int | None = None) -> None:
         t.start()
     logger.info("sink running: ClickHouse %s, database %s", store.dsn, store.database)
     failed = False
+    pruned_at = time.monotonic()
     while any(t.is_alive() for t in threads):
+        if time.monotonic() - pruned_at > EXPORTS_PRUNE_EVERY_S:
+            pruned_at = time.monotonic()
+            prune_exports(settings)
         # A worker that ends on its own leaves its topic unread: stop the whole sink, so
         # that the exit code tells a supervisor to restart it.
         dead = [t.name for t in threads if not t.is_alive()]
@@ -167,6 +175,7 @@ def _api_server(settings: Settings, store: Store) -> uvicorn.Server:
             token,
             defaults=Filters.from_settings(settings),
             topic_prefix=settings.topic_prefix,
+            settings=settings,
         ),
         host=settings.api_host,
         port=settings.api_port,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import os
 import sys
 from contextlib import nullcontext
@@ -414,6 +415,125 @@ def reconcile(
     )
     if counts[Outcome.ERROR]:
         raise typer.Exit(1)
+
+
+@app.command()
+def forget(
+    number: Annotated[str, typer.Argument(help="the phone number, e.g. +15551000003")],
+    dry_run: Annotated[
+        bool, typer.Option(help="say what would be removed, remove nothing")
+    ] = False,
+    output: Annotated[Format, typer.Option("--format", help="table or json")] = Format.table,
+) -> None:
+    """Remove a phone number from everywhere Switchboard keeps it, and say what went.
+
+    Kafka: records holding it are deleted with every record before them once the stages
+    have handled them (compacted topics and the per-SID state get tombstones);
+    ClickHouse: every row that holds it, and the rows of the same messages and calls,
+    waited for; exports: the CSV rows that hold it. An audit row in `erasures` records
+    the erasure without the number. Running it again removes nothing more."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from query.client import request_forget
+    from switchboard.output import render
+
+    settings = _settings()
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as bar:
+        tasks: dict[str, object] = {}
+
+        def progress(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(what, total=total)
+            bar.update(tasks[what], completed=done, total=total)  # type: ignore[arg-type]
+
+        try:
+            result = request_forget(settings, number, dry_run=dry_run, progress=progress)
+        except SwitchboardError as exc:
+            console.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from None
+    if output is Format.json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    verb = "would remove" if dry_run else "removed"
+    rows: list[dict[str, object]] = []
+    for table, n in sorted(result["clickhouse"].items()):
+        rows.append({"store": "ClickHouse", "where": table, verb: f"{n} rows"})
+    for topic, t in sorted(result["kafka"].items()):
+        what = f"{t['holding']} records held it"
+        if t["tombstones"]:
+            what += f"; {t['tombstones']} tombstones"
+        elif not dry_run:
+            what += f"; {t['deleted']} records deleted up to the last one"
+        rows.append({"store": "Kafka", "where": topic, verb: what})
+    for name, n in sorted(result["exports"].items()):
+        rows.append({"store": "exports", "where": name, verb: f"{n} CSV rows"})
+    if not rows:
+        rows.append({"store": "-", "where": "-", verb: "nothing: the number is nowhere"})
+    render(
+        rows, "table", title=f"erasure {result['erasure_id']}: {verb} (the number is not logged)"
+    )
+
+
+@app.command()
+def retention(
+    output: Annotated[Format, typer.Option("--format", help="table, csv or json")] = Format.table,
+) -> None:
+    """What Switchboard keeps where, and for how long (as configured; the topics' own
+    retention as the broker reports it when it answers)."""
+    from contract.kafka import retention_ms, topic_retentions
+    from contract.topics import Topic, topic_name
+    from sinks.clickhouse.schema import RETENTION, TEXT_COLUMNS
+    from switchboard.output import render
+
+    settings = _settings()
+    try:
+        actual = topic_retentions(settings, list(Topic))
+    except Exception:  # noqa: BLE001 - the broker is optional here
+        actual = {}
+    rows: list[dict[str, object]] = []
+    for topic in Topic:
+        wanted = retention_ms(settings, topic)
+        kept = "latest per key (compacted)" if wanted is None else _duration(wanted / 1000)
+        on_broker = actual.get(topic, "-") if topic in actual else "-"
+        if isinstance(on_broker, int):
+            on_broker = _duration(on_broker / 1000)
+        rows.append({
+            "store": "Kafka", "what": topic_name(topic, settings.topic_prefix),
+            "kept": kept, "on the broker": on_broker or "unlimited",
+        })  # fmt: skip
+    for table, (column, setting) in RETENTION.items():
+        days = getattr(settings, setting)
+        texts = ", ".join(TEXT_COLUMNS.get(table, ()))
+        kept = f"{days} days after {column}"
+        if texts:
+            kept += (
+                f"; {texts}: not stored"
+                if not settings.retention_texts_days
+                else f"; {texts}: {settings.retention_texts_days} days"
+            )
+        rows.append({"store": "ClickHouse", "what": table, "kept": kept, "on the broker": ""})
+    rows.append({
+        "store": "files", "what": str(settings.exports_path),
+        "kept": f"{settings.retention_exports_days} days", "on the broker": "",
+    })  # fmt: skip
+    numbers = "HMAC + last 4 digits" if settings.hash_numbers else "in clear"
+    render(rows, output.value, title=f"retention (phone numbers in ClickHouse: {numbers})")
+
+
+def _duration(seconds: float) -> str:
+    if seconds % 86400 == 0:
+        return f"{seconds / 86400:.0f} days"
+    if seconds % 3600 == 0:
+        return f"{seconds / 3600:.0f} hours"
+    return f"{seconds:.0f} s"
 
 
 @app.command()

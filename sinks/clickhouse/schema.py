@@ -23,8 +23,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import re
 
-from contract.kinds import SPECS, CallbackKind, KindSpec, Param, ParamType
+from contract.kinds import SPECS, CallbackKind, KindSpec, Param, ParamType, Personal
+from contract.settings import Settings
 from contract.statuses import UNKNOWN_RANK
 from sinks.clickhouse.store import Store
 
@@ -192,6 +194,13 @@ TABLES: dict[str, str] = {
          raw String, raw_encoding LowCardinality(String), dead_at DateTime64(3, 'UTC'),
          state LowCardinality(String), updated_at DateTime64(3, 'UTC'))
         ENGINE = ReplacingMergeTree(updated_at) ORDER BY letter_id""",
+    # `switchboard forget`'s audit: that an erasure happened and what it removed, never
+    # the number (sinks/privacy.py)
+    "erasures": """
+        (erasure_id String, erased_at DateTime64(3, 'UTC'),
+         clickhouse_rows Map(String, UInt64), kafka_records Map(String, UInt64),
+         export_rows UInt64)
+        ENGINE = MergeTree ORDER BY erased_at""",
 }
 
 # Per-minute figures by campaign and number (and account), from the window tables the
@@ -251,7 +260,72 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
 ]
 
 
-def migrate(store: Store) -> None:
+# Retention: each table's rows go this long after the time in this column
+# (SWITCHBOARD_RETENTION_EVENTS_DAYS or _AGGREGATES_DAYS); texts by their own TTL.
+_EVENTS, _AGGREGATES = "retention_events_days", "retention_aggregates_days"
+RETENTION: dict[str, tuple[str, str]] = {
+    **{spec.table: ("received_at", _EVENTS) for spec in SPECS.values()},
+    "failed_messages": ("received_at", _EVENTS),
+    "forwards": ("requested_at", _EVENTS),
+    "dead_letters": ("dead_at", _EVENTS),
+    "delivery_windows": ("window_start", _AGGREGATES),
+    "call_windows": ("window_start", _AGGREGATES),
+    "alerts": ("raised_at", _AGGREGATES),
+}
+# Columns of what people wrote or said, kept SWITCHBOARD_RETENTION_TEXTS_DAYS when not 0
+# (at 0 they are not stored: contract.privacy).
+TEXT_COLUMNS: dict[str, tuple[str, ...]] = {
+    **{
+        spec.table: tuple(p.column for p in spec.params if p.personal is Personal.TEXT)
+        for spec in SPECS.values()
+    },
+    "failed_messages": ("body",),
+    "forwards": ("body",),
+}
+
+
+def ttl_expr(column: str, days: int) -> str:
+    """As ClickHouse writes it back in SHOW CREATE TABLE."""
+    return f"toDateTime({column}) + toIntervalDay({days})"
+
+
+_TABLE_TTL = re.compile(r"\bORDER BY .*?\bTTL (.+?)(?: SETTINGS |$)")
+
+
+def apply_retention(store: Store, settings: Settings) -> None:
+    """Each table's TTL (and its text columns') as the settings say, altered only where
+    it differs: a changed setting reaches existing tables at the next start, and an
+    unchanged one costs no mutation."""
+    for table, (column, setting) in RETENTION.items():
+        rows = store.query(
+            "SELECT create_table_query FROM system.tables "
+            "WHERE database = {db:String} AND name = {t:String}",
+            {"db": store.database, "t": table},
+        )
+        if not rows:
+            continue
+        created = str(rows[0][0])
+        wanted = ttl_expr(column, getattr(settings, setting))
+        found = _TABLE_TTL.search(created)
+        if found is None or found.group(1) != wanted:
+            store.command(f"ALTER TABLE {store.table(table)} MODIFY TTL {wanted}")
+            logger.info("ClickHouse %s: rows kept until %s", table, wanted)
+        days = settings.retention_texts_days
+        for text in TEXT_COLUMNS.get(table, ()):
+            has = re.search(rf"`{text}` [^,]*? TTL ([^,]+?)(?:,|\)$|\) ENGINE)", created)
+            if days and (has is None or has.group(1) != ttl_expr(column, days)):
+                store.command(
+                    f"ALTER TABLE {store.table(table)} MODIFY COLUMN {quote(text)} "
+                    f"TTL {ttl_expr(column, days)}"
+                )
+            elif not days and has is not None:  # not stored any more: no TTL to keep
+                store.command(
+                    f"ALTER TABLE {store.table(table)} MODIFY COLUMN {quote(text)} REMOVE TTL"
+                )
+
+
+def migrate(store: Store, settings: Settings | None = None) -> None:
+    """The schema; with `settings`, the retention too (see `apply_retention`)."""
     for spec in SPECS.values():
         store.command(event_table_ddl(store, spec))
         table = store.table(spec.table)
@@ -276,6 +350,8 @@ def migrate(store: Store) -> None:
         store.command(
             f"CREATE OR REPLACE VIEW {store.table(name)} AS {select.format(db=store.database)}"
         )
+    if settings is not None:
+        apply_retention(store, settings)
     logger.info("ClickHouse schema ready in %s (%s)", store.database, store.dsn)
 
 

@@ -21,6 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
+import orjson
 from confluent_kafka import Message
 from prometheus_client import Counter, Histogram
 
@@ -62,6 +63,26 @@ RowMapper = Callable[[bytes], Row]
 # rows are at fault, not the store, and retrying the same batch would fail forever.
 _UNREADABLE = frozenset({6, 26, 27, 32, 33, 38, 41, 53, 69, 70, 72, 117, 321})
 _CODE = re.compile(r"Code: (\d+)\.")
+
+
+def _code_of(exc: Exception) -> str:
+    found = _CODE.search(str(exc))
+    return f"ClickHouse code {found.group(1)}" if found else type(exc).__name__
+
+
+_ID_FIELDS = ("sid", "alert_id", "letter_id", "forward_id", "message_sid")
+
+
+def _row_id(row: bytes) -> str:
+    """What names a row in a log line: its SID or id, never its content."""
+    try:
+        found = orjson.loads(row)
+    except orjson.JSONDecodeError:
+        return "an unreadable row"
+    for name in _ID_FIELDS:
+        if isinstance(found, dict) and found.get(name):
+            return f"{name}={found[name]}"
+    return "a row without an id"
 
 
 def unreadable(exc: Exception) -> bool:
@@ -138,11 +159,12 @@ class TableSink:
             if len(rows) == 1:
                 BAD_ROWS.labels(table).inc()
                 logger.error(
-                    "%s writer: dropping a row %s cannot read (%s): %.160s",
+                    "%s writer: dropping a row %s cannot read (%s): %s",
                     self.name,
                     table,
-                    str(exc).splitlines()[0][:300],
-                    rows[0].decode(errors="replace"),
+                    # ClickHouse quotes the row it could not read: numbers and bodies
+                    _code_of(exc),
+                    _row_id(rows[0]),
                 )
                 return
             logger.warning(

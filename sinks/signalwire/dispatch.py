@@ -95,6 +95,7 @@ class Dispatcher:
         self.store = store
         self.stage = stage
         self._client = make_client(settings)  # None: dry run
+        self._drop_texts = settings.retention_texts_days == 0
         self._producer = producer
         self._dead_letter_topic = topic_name(Topic.FORWARDS_DEAD_LETTER, settings.topic_prefix)
         self._retry = {
@@ -244,7 +245,10 @@ class Dispatcher:
             "kind": request.kind.value,
             "to": request.to,
             "from": request.from_,
-            "body": request.body,
+            # a transcription's SMS holds what the caller said, and their number
+            "body": ""
+            if self._drop_texts and request.kind is ForwardKind.TRANSCRIPTION
+            else request.body,
             "call_sid": request.call_sid,
             "state": state.value,
             "provider_sid": provider_sid,

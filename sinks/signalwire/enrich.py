@@ -26,6 +26,7 @@ from contract.errors import BadCallback
 from contract.events import Event
 from contract.kafka import sink_consumer_config
 from contract.kinds import CallbackKind
+from contract.privacy import Redactor
 from contract.settings import Settings
 from contract.statuses import SMS_FAILED
 from contract.topics import Topic, topic_name
@@ -104,6 +105,7 @@ class Enrichment:
         self._sleep = sleep  # False once the runtime gives the batch up
         self._pool = ThreadPoolExecutor(settings.enrich_concurrency, thread_name_prefix="enrich")
         self._clients = threading.local()  # one SDK client (one HTTP session) per pool thread
+        self._redactor = Redactor.from_settings(settings)
 
     def new(self) -> FailedBatch:
         return FailedBatch()
@@ -167,7 +169,19 @@ class Enrichment:
         return {str(r[0]) for r in rows}
 
     def _row(self, event: Event) -> dict[str, Any] | None:
-        """The failed_messages row of one event (runs in the pool); None if aborted."""
+        """The failed_messages row of one event (runs in the pool); None if aborted.
+        Numbers and the body from the API are redacted as the event's were."""
+        row = self._fetched(event)
+        if row is None or self._redactor is None:
+            return row
+        redact = self._redactor
+        return row | {
+            "to": redact.number(row["to"]),
+            "from": redact.number(row["from"]),
+            "body": redact.text(row["body"]),
+        }
+
+    def _fetched(self, event: Event) -> dict[str, Any] | None:
         row: dict[str, Any] = {
             "message_sid": event.sid,
             "message_status": event.status,
