@@ -41,20 +41,35 @@ def _redact(dsn: str) -> str:
     return f"{scheme}://***@{rest.split('@', 1)[1]}"
 
 
+def create_database(database: str, cluster: str | None) -> str:
+    on_cluster = f" ON CLUSTER `{cluster}`" if cluster else ""
+    return f"CREATE DATABASE IF NOT EXISTS {database}{on_cluster}"
+
+
 class Store:
-    def __init__(self, client: Client | None, database: str, dsn: str) -> None:
+    """`cluster`: the ClickHouse cluster's name, when the tables are replicated on one
+    (`schema`); writes then return only once the Distributed tables have handed the rows
+    to their shards, so an offset is committed after the rows are stored, not queued."""
+
+    def __init__(
+        self, client: Client | None, database: str, dsn: str, cluster: str | None = None
+    ) -> None:
         self._client_ = client
         self.database = database
+        self.cluster = cluster
         self.dsn = _redact(dsn)
         self._raw_dsn = dsn
         self._lock = threading.Lock()
+        self._insert_settings = _INSERT_SETTINGS | (
+            {"distributed_foreground_insert": 1} if cluster else {}
+        )
 
     @property
     def _client(self) -> Client:
         """The client, made on first use when the store was opened `deferred`."""
         if self._client_ is None:
             client = clickhouse_connect.get_client(dsn=self._raw_dsn)
-            client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+            client.command(create_database(self.database, self.cluster))
             self._client_ = client
         return self._client_
 
@@ -63,7 +78,9 @@ class Store:
         """No start-up check: the connection is made by the first call, and again by the
         next one if that failed. For a writer that must keep its place in Kafka through a
         ClickHouse outage at start instead of exiting (it retries its inserts)."""
-        return cls(None, settings.clickhouse_database, settings.clickhouse_dsn)
+        return cls(
+            None, settings.clickhouse_database, settings.clickhouse_dsn, settings.clickhouse_cluster
+        )
 
     @classmethod
     def connect(cls, settings: Settings, *, attempts: int = 10, delay_s: float = 1.0) -> Store:
@@ -73,8 +90,9 @@ class Store:
         for attempt in range(1, attempts + 1):
             try:
                 client = clickhouse_connect.get_client(dsn=dsn)
-                client.command(f"CREATE DATABASE IF NOT EXISTS {settings.clickhouse_database}")
-                return cls(client, settings.clickhouse_database, dsn)
+                database, cluster = settings.clickhouse_database, settings.clickhouse_cluster
+                client.command(create_database(database, cluster))
+                return cls(client, database, dsn, cluster)
             except Exception as exc:  # noqa: BLE001 - any failure to connect is retried
                 last = exc
                 logger.info(
@@ -92,7 +110,9 @@ class Store:
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         with self._lock:
-            return self._client.command(sql, parameters=parameters)
+            return self._client.command(
+                sql, parameters=parameters, settings=self._insert_settings if self.cluster else None
+            )
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[Sequence[Any]]:
         with self._lock:
@@ -113,7 +133,7 @@ class Store:
                 list(columns),
                 insert_block=rows,
                 fmt="JSONEachRow",
-                settings=_INSERT_SETTINGS,
+                settings=self._insert_settings,
             )
 
     def close(self) -> None:
