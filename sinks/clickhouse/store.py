@@ -41,6 +41,19 @@ def _redact(dsn: str) -> str:
     return f"{scheme}://***@{rest.split('@', 1)[1]}"
 
 
+# On a cluster: an insert into a Distributed table returns once its shard has the rows
+# (not when they are queued for it), so an offset is committed after the write; and
+# replicas are chosen in the configured order, so that a read after a write (the
+# dispatcher's look at `forwards` before it sends) goes to the replica that took it.
+_CLUSTER_SETTINGS = {"distributed_foreground_insert": 1, "load_balancing": "in_order"}
+
+
+def _client_for(dsn: str, cluster: str | None) -> Client:
+    if cluster is None:
+        return clickhouse_connect.get_client(dsn=dsn)
+    return clickhouse_connect.get_client(dsn=dsn, settings=_CLUSTER_SETTINGS)
+
+
 def create_database(database: str, cluster: str | None) -> str:
     on_cluster = f" ON CLUSTER `{cluster}`" if cluster else ""
     return f"CREATE DATABASE IF NOT EXISTS {database}{on_cluster}"
@@ -48,8 +61,7 @@ def create_database(database: str, cluster: str | None) -> str:
 
 class Store:
     """`cluster`: the ClickHouse cluster's name, when the tables are replicated on one
-    (`schema`); writes then return only once the Distributed tables have handed the rows
-    to their shards, so an offset is committed after the rows are stored, not queued."""
+    (`schema`)."""
 
     def __init__(
         self, client: Client | None, database: str, dsn: str, cluster: str | None = None
@@ -60,15 +72,12 @@ class Store:
         self.dsn = _redact(dsn)
         self._raw_dsn = dsn
         self._lock = threading.Lock()
-        self._insert_settings = _INSERT_SETTINGS | (
-            {"distributed_foreground_insert": 1} if cluster else {}
-        )
 
     @property
     def _client(self) -> Client:
         """The client, made on first use when the store was opened `deferred`."""
         if self._client_ is None:
-            client = clickhouse_connect.get_client(dsn=self._raw_dsn)
+            client = _client_for(self._raw_dsn, self.cluster)
             client.command(create_database(self.database, self.cluster))
             self._client_ = client
         return self._client_
@@ -89,7 +98,7 @@ class Store:
         last: Exception | None = None
         for attempt in range(1, attempts + 1):
             try:
-                client = clickhouse_connect.get_client(dsn=dsn)
+                client = _client_for(dsn, settings.clickhouse_cluster)
                 database, cluster = settings.clickhouse_database, settings.clickhouse_cluster
                 client.command(create_database(database, cluster))
                 return cls(client, database, dsn, cluster)
@@ -110,9 +119,7 @@ class Store:
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         with self._lock:
-            return self._client.command(
-                sql, parameters=parameters, settings=self._insert_settings if self.cluster else None
-            )
+            return self._client.command(sql, parameters=parameters)
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[Sequence[Any]]:
         with self._lock:
@@ -133,7 +140,7 @@ class Store:
                 list(columns),
                 insert_block=rows,
                 fmt="JSONEachRow",
-                settings=self._insert_settings,
+                settings=_INSERT_SETTINGS,
             )
 
     def close(self) -> None:
