@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from contract.alerts import Alert
 from contract.kafka import ensure_topics
@@ -80,6 +80,20 @@ def _busiest(cluster: LocalCluster, settings: Settings) -> LocalBroker:
     return next(node for node in cluster.nodes if node.node_id == node_id)
 
 
+def _replication(cluster: LocalCluster, settings: Settings) -> tuple[set[int], set[str]]:
+    """Replicas per partition and min.insync.replicas of every topic of the test's."""
+    client = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    topics = {
+        name: md
+        for name, md in client.list_topics(timeout=10).topics.items()
+        if name.startswith(settings.topic_prefix)
+    }
+    replicas = {len(p.replicas) for md in topics.values() for p in md.partitions.values()}
+    futures = client.describe_configs([ConfigResource(ResourceType.TOPIC, n) for n in topics])
+    in_sync = {f.result()["min.insync.replicas"].value for f in futures.values()}
+    return replicas, in_sync
+
+
 def _report(settings: Settings, name: str) -> list[dict[str, Any]]:
     """`switchboard report NAME`'s rows, from a fresh process on the sink's store."""
     out = subprocess.run(
@@ -130,6 +144,7 @@ def test_a_broker_killed_mid_campaign_loses_nothing_and_counts_nothing_twice(
     assert truth.recordings and truth.transcriptions
 
     ensure_topics(settings)
+    assert _replication(cluster, settings) == ({3}, {"2"})
     warm_idempotence(settings)
     stages = [Stage(name, settings, tmp_path).start() for name in ("sink", "process", "ingest")]
     edge = f"http://127.0.0.1:{settings.ingest_port}"
@@ -211,6 +226,8 @@ def test_a_broker_killed_mid_campaign_loses_nothing_and_counts_nothing_twice(
             )
 
         wait_for(recovered, timeout=120, interval=1, what="the stages to drain")
+        # faust's own topics (changelogs, repartitions) are replicated alike
+        assert _replication(cluster, settings) == ({3}, {"2"})
         raised = {
             (a.type.value, a.scope): a
             for a in (Alert.from_bytes(m.value() or b"") for m in read_all(settings, Topic.ALERTS))
