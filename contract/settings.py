@@ -94,6 +94,12 @@ class Settings(BaseSettings):
         None, description="chdb:///path (embedded) or http(s)://user:pass@host:port/db"
     )
     clickhouse_database: str = "switchboard"
+    # A ClickHouse cluster: replicated tables ON CLUSTER, Distributed tables over them
+    # under the usual names (sinks/clickhouse/schema.py)
+    clickhouse_cluster: str | None = Field(
+        None,
+        description="the cluster's name in the servers' remote_servers; unset: one server",
+    )
 
     # --- the HTTP edge ---
     ingest_host: str = "127.0.0.1"
@@ -332,6 +338,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 "SWITCHBOARD_TOPIC_MIN_INSYNC_REPLICAS is above SWITCHBOARD_TOPIC_REPLICATION: "
                 "no write could ever be acknowledged"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _clickhouse_cluster_needs_servers(self) -> Self:
+        if self.clickhouse_cluster and self.embedded_clickhouse:
+            raise ValueError(
+                "SWITCHBOARD_CLICKHOUSE_CLUSTER is set, but the embedded engine (chDB) has "
+                "no cluster: set SWITCHBOARD_CLICKHOUSE_URL to one of the cluster's servers"
             )
         return self
 

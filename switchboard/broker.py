@@ -10,12 +10,18 @@ SCRAM-SHA-256 and SCRAM-SHA-512 for one user, a certificate from a CA of its own
 `mtls_port` with TLS that requires a client certificate from that CA (mutual TLS), and
 with plaintext on a third loopback port for its own inter-broker traffic;
 `client_env()` gives the settings of a SASL_SSL client.
+
+`LocalCluster` runs several of them as one KRaft cluster (each node a broker and a
+controller voter, internal topics replicated on three nodes with two in sync), for
+tests that kill a broker and for users who want to see Switchboard on a cluster
+(`switchboard broker start --nodes 3`).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -25,6 +31,8 @@ import socket
 import subprocess
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from contract.errors import ServiceUnavailable
@@ -97,8 +105,34 @@ def _port_open(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def _new_cluster_id() -> str:
+    # KRaft wants a base64 UUID; 22 url-safe chars from uuid4 bytes
+    cluster_id = "-"
+    while cluster_id.startswith("-"):  # StorageTool would read "-..." as an option
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    return cluster_id
+
+
+@dataclass(frozen=True)
+class Quorum:
+    """What the nodes of one cluster share: its id and the controller voters."""
+
+    cluster_id: str
+    controllers: dict[int, int]  # node id -> its controller listener's port
+
+    @property
+    def voters(self) -> str:
+        return ",".join(f"{node}@127.0.0.1:{port}" for node, port in self.controllers.items())
+
+    @property
+    def replicas(self) -> int:
+        """Replication of the internal topics (consumer offsets, transactions)."""
+        return min(3, len(self.controllers))
+
+
 class LocalBroker:
-    """One KRaft broker+controller on loopback, with its data under `data_dir`."""
+    """One KRaft broker+controller on loopback, with its data under `data_dir`; alone,
+    or node `node_id` of a `LocalCluster`'s `quorum`."""
 
     def __init__(
         self,
@@ -108,11 +142,19 @@ class LocalBroker:
         heap: str = "768m",
         *,
         secure: bool = False,
+        node_id: int = 1,
+        quorum: Quorum | None = None,
+        jvm_options: tuple[str, ...] = (),
     ) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port
-        self.controller_port = controller_port or free_port()
+        self.node_id = node_id
+        self.quorum = quorum
+        self.controller_port = (
+            quorum.controllers[node_id] if quorum else controller_port or free_port()
+        )
         self.heap = heap
+        self.jvm_options = jvm_options
         self.secure = secure
         # the broker's own plaintext listener: inter-broker traffic, and our readiness check
         self.internal_port = free_port() if secure else port
@@ -220,24 +262,48 @@ class LocalBroker:
             )
         ]
 
+    def _replication(self) -> list[str]:
+        """Replication of the internal topics and of topics created by default: one copy
+        alone; in a cluster, three with two in sync, as production clusters run."""
+        if self.quorum is None:
+            replicas, in_sync = 1, 1
+        else:
+            replicas = self.quorum.replicas
+            in_sync = max(1, replicas - 1)
+        return [
+            f"offsets.topic.replication.factor={replicas}",
+            f"transaction.state.log.replication.factor={replicas}",
+            f"transaction.state.log.min.isr={in_sync}",
+            f"share.coordinator.state.topic.replication.factor={replicas}",
+            f"share.coordinator.state.topic.min.isr={in_sync}",
+            f"default.replication.factor={replicas}",
+            f"min.insync.replicas={in_sync}",
+        ]
+
+    def _failover(self) -> list[str]:
+        """In a cluster: a dead node is fenced (its partitions' leadership moved, it left
+        their in-sync replicas) after 3 s without a heartbeat instead of 9, so that a
+        kill's write outage is short. Loopback has no network hiccups to ride out."""
+        if self.quorum is None:
+            return []
+        return ["broker.session.timeout.ms=3000", "broker.heartbeat.interval.ms=500"]
+
     def _write_config(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         props = self.data_dir / "server.properties"
+        voters = self.quorum.voters if self.quorum else f"1@127.0.0.1:{self.controller_port}"
         props.write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
+                    f"node.id={self.node_id}",
+                    f"controller.quorum.voters={voters}",
                     *self._listeners(),
                     "controller.listener.names=CONTROLLER",
                     f"log.dirs={self.data_dir / 'logs'}",
-                    "offsets.topic.replication.factor=1",
                     "offsets.topic.num.partitions=8",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
+                    *self._replication(),
+                    *self._failover(),
                     # first consumer join is immediate instead of waiting 3 s for more members
                     "group.initial.rebalance.delay.ms=0",
                     "num.partitions=4",
@@ -255,6 +321,7 @@ class LocalBroker:
             "java",
             f"-Xmx{self.heap}",
             f"-Xms{self.heap}",
+            *self.jvm_options,
             f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
             "-cp",
             f"{LIBS}/*",
@@ -262,31 +329,39 @@ class LocalBroker:
         ]
 
     def start(self, timeout_s: float = 90.0) -> None:
+        if self.launch():
+            self.wait_ready(timeout_s)
+
+    def launch(self) -> bool:
+        """Format the storage (once) and start the JVM without waiting for it to answer:
+        the nodes of a cluster must all be starting before any of them can. False if it
+        was already running."""
         fetch_jars()
         if self.running():
             logger.info("Kafka already running on %s (pid %s)", self.bootstrap, self.pid())
-            return
+            return False
         for port in {self.port, self.internal_port, self.mtls_port or self.port}:
             if _port_open(port):
                 raise ServiceUnavailable(
                     f"port {port} is taken by another process; stop it or choose another port"
                 )
         props = self._write_config()
-        cluster_id = self._cluster_id()
-        subprocess.run(
-            self._java(
-                "kafka.tools.StorageTool",
-                "format",
-                "-t",
-                cluster_id,
-                "-c",
-                str(props),
-                "--ignore-formatted",
-                *self._scram_users(),
-            ),
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        # formatted once: a restart skips the StorageTool's JVM, seconds of CPU
+        if not (self.data_dir / "logs" / "meta.properties").exists():
+            subprocess.run(
+                self._java(
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    self._cluster_id(),
+                    "-c",
+                    str(props),
+                    "--ignore-formatted",
+                    *self._scram_users(),
+                ),
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
         with open(self.data_dir / "broker.stdout", "ab") as out:  # the child keeps its own fd
             self.process = subprocess.Popen(
                 self._java("kafka.Kafka", str(props)),
@@ -295,21 +370,17 @@ class LocalBroker:
                 start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
             )
         self.pid_file.write_text(str(self.process.pid))
-        self._wait_ready(timeout_s)
-        logger.info("Kafka %s up on %s (pid %d)", kafka_version(), self.bootstrap, self.process.pid)
+        return True
 
     def _cluster_id(self) -> str:
+        if self.quorum is not None:
+            return self.quorum.cluster_id
         marker = self.data_dir / "cluster.id"
         if not marker.exists():
-            # KRaft wants a base64 UUID; 22 url-safe chars from uuid4 bytes
-
-            cluster_id = "-"
-            while cluster_id.startswith("-"):  # StorageTool would read "-..." as an option
-                cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            marker.write_text(cluster_id)
+            marker.write_text(_new_cluster_id())
         return marker.read_text().strip()
 
-    def _wait_ready(self, timeout_s: float) -> None:
+    def wait_ready(self, timeout_s: float = 90.0) -> None:
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import AdminClient
 
@@ -327,7 +398,9 @@ class LocalBroker:
                 )
             try:
                 md = client.list_topics(timeout=1.0)
-                if md.brokers:
+                if self.node_id in md.brokers:
+                    pid = self.process.pid if self.process is not None else self.pid()
+                    logger.info("Kafka %s up on %s (pid %s)", kafka_version(), self.bootstrap, pid)
                     return
             except KafkaException:
                 pass
@@ -389,3 +462,84 @@ class LocalBroker:
                 self.process.wait(5)
         self.pid_file.unlink(missing_ok=True)
         self.process = None
+
+
+# Several JVMs share the machine's cores: the client compiler alone and one GC thread
+# start each node in about half the CPU time, and a local cluster's load is light.
+_LEAN_JVM = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
+
+
+class LocalCluster:
+    """`nodes` LocalBrokers as one KRaft cluster on loopback, each a broker and a
+    controller voter, with data under `data_dir/node-N`. The layout (cluster id, ports)
+    is kept in `data_dir/cluster.json`, so a later `LocalCluster(data_dir)` (the CLI's
+    stop) finds the same nodes."""
+
+    def __init__(
+        self, data_dir: Path, nodes: int = 3, port: int | None = None, heap: str = "256m"
+    ) -> None:
+        self.data_dir = data_dir.resolve()
+        layout = self.data_dir / "cluster.json"
+        if layout.exists():
+            saved = json.loads(layout.read_text())
+            quorum = Quorum(saved["cluster_id"], {int(n): p for n, p in saved["controllers"]})
+            ports = dict(saved["ports"])
+        else:
+            if nodes < 1:
+                raise ValueError("a cluster needs at least one node")
+            node_ids = range(1, nodes + 1)
+            quorum = Quorum(_new_cluster_id(), {n: free_port() for n in node_ids})
+            ports = {n: port + n - 1 if port else free_port() for n in node_ids}
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            layout.write_text(
+                json.dumps(
+                    {
+                        "cluster_id": quorum.cluster_id,
+                        "controllers": list(quorum.controllers.items()),
+                        "ports": list(ports.items()),
+                    }
+                )
+            )
+        self.quorum = quorum
+        self.nodes = [
+            LocalBroker(
+                self.data_dir / f"node-{n}",
+                ports[n],
+                heap=heap,
+                node_id=n,
+                quorum=quorum,
+                jvm_options=_LEAN_JVM,
+            )
+            for n in quorum.controllers
+        ]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.bootstrap for node in self.nodes)
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        fetch_jars()
+        with ThreadPoolExecutor(len(self.nodes)) as pool:  # each formats its storage first
+            list(pool.map(LocalBroker.launch, self.nodes))
+        deadline = time.monotonic() + timeout_s
+        try:
+            for node in self.nodes:
+                node.wait_ready(max(1.0, deadline - time.monotonic()))
+        except ServiceUnavailable:
+            self.stop()
+            raise
+        logger.info("Kafka cluster of %d nodes up on %s", len(self.nodes), self.bootstrap)
+
+    def running(self) -> bool:
+        return all(node.running() for node in self.nodes)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        # all at once: the last nodes of a quorum stopped one by one would wait for a
+        # majority that has already gone
+        for node in self.nodes:
+            pid = node.pid()
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+        for node in self.nodes:
+            node.stop(timeout_s)

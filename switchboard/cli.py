@@ -630,9 +630,22 @@ Secure = Annotated[
 ]
 
 
-def _broker_data(data: Path | None, secure: bool) -> Path:
-    # apart: SCRAM users are made when the storage is formatted, once
-    return data or _settings().data_dir / ("kafka-secure" if secure else "kafka")
+Nodes = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="nodes of one KRaft cluster, on ports PORT, PORT+1, ...; data under "
+        "SWITCHBOARD_DATA_DIR/kafka-cluster (set SWITCHBOARD_TOPIC_REPLICATION=3 and "
+        "SWITCHBOARD_TOPIC_MIN_INSYNC_REPLICAS=2 to use it as production would)",
+    ),
+]
+
+
+def _broker_data(data: Path | None, secure: bool, nodes: int = 1) -> Path:
+    # apart: SCRAM users are made when the storage is formatted, once; a cluster's nodes
+    # are formatted with its id
+    name = "kafka-secure" if secure else "kafka-cluster" if nodes > 1 else "kafka"
+    return data or _settings().data_dir / name
 
 
 @broker_app.command("start")
@@ -640,10 +653,22 @@ def broker_start(
     port: Annotated[int, typer.Option(help="Kafka listener port")] = 9092,
     data: Annotated[Path | None, typer.Option(help="broker data dir")] = None,
     secure: Secure = False,
+    nodes: Nodes = 1,
 ) -> None:
-    """Fetch Kafka's jars (once) and start a single-node KRaft broker on 127.0.0.1."""
-    from switchboard.broker import LocalBroker, kafka_version
+    """Fetch Kafka's jars (once) and start a single-node KRaft broker on 127.0.0.1, or a
+    cluster of `--nodes` brokers."""
+    from switchboard.broker import LocalBroker, LocalCluster, kafka_version
 
+    if nodes > 1:
+        if secure:
+            raise typer.BadParameter("--secure starts one broker; leave out --nodes")
+        cluster = LocalCluster(_broker_data(data, secure, nodes), nodes=nodes, port=port)
+        cluster.start()
+        console.print(f"Kafka {kafka_version()} cluster of {len(cluster.nodes)} nodes")
+        print(f"SWITCHBOARD_KAFKA_BOOTSTRAP={cluster.bootstrap}")
+        print(f"SWITCHBOARD_TOPIC_REPLICATION={cluster.quorum.replicas}")
+        print(f"SWITCHBOARD_TOPIC_MIN_INSYNC_REPLICAS={max(1, cluster.quorum.replicas - 1)}")
+        return
     broker = LocalBroker(_broker_data(data, secure), port=port, secure=secure)
     broker.start()
     console.print(f"Kafka {kafka_version()} on {broker.bootstrap} (pid {broker.pid()})")
@@ -658,11 +683,18 @@ def broker_start(
 def broker_stop(
     data: Annotated[Path | None, typer.Option(help="broker data dir")] = None,
     secure: Annotated[bool, typer.Option(help="the one started with --secure")] = False,
+    cluster: Annotated[bool, typer.Option(help="the cluster started with --nodes")] = False,
 ) -> None:
-    """Stop the broker started by `switchboard broker start`."""
-    from switchboard.broker import LocalBroker
+    """Stop the broker (or cluster) started by `switchboard broker start`."""
+    from switchboard.broker import LocalBroker, LocalCluster
 
-    LocalBroker(_broker_data(data, secure)).stop()
+    if cluster:
+        where = _broker_data(data, secure, nodes=2)
+        if not (where / "cluster.json").exists():
+            raise typer.BadParameter(f"no cluster was started with its data in {where}")
+        LocalCluster(where).stop()
+    else:
+        LocalBroker(_broker_data(data, secure)).stop()
     console.print("Kafka stopped")
 
 

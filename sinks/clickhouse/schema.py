@@ -16,6 +16,16 @@ names the staging shape, so a changed shape is a new staging table and view besi
 the old ones, never a view dropped and re-created under a running writer. A view
 that only routes rows (no aggregation) adds no duplicates: the target table's keys
 still collapse them.
+
+On a ClickHouse cluster (`SWITCHBOARD_CLICKHOUSE_CLUSTER`), every statement runs
+`ON CLUSTER`: each table is `<name>_local`, a `ReplicatedReplacingMergeTree` on every
+replica of every shard, and `<name>` is a `Distributed` table over them, sharded by the
+de-duplication key, so that a callback and its re-deliveries meet on one shard and
+`FINAL` still collapses them. Readers and writers keep using `<name>`: reports, exports,
+the dashboard and Grafana read the Distributed tables, the writers insert into them
+(synchronously: `Store`), and the staging views write into them. A migration's
+`ALTER TABLE {db}.<name>` runs on `<name>_local`, and on `<name>` too when it only
+changes columns.
 """
 
 from __future__ import annotations
@@ -75,13 +85,85 @@ def _key_expr(spec: KindSpec, name: str) -> str:
     return quote(param.column)
 
 
-def event_table_ddl(store: Store, spec: KindSpec) -> str:
+def event_table_body(spec: KindSpec) -> str:
     columns = ",\n  ".join(f"{quote(n)} {t}" for n, t in event_columns(spec))
     key = ", ".join(_key_expr(spec, name) for name in spec.dedupe_params)
     return (
-        f"CREATE TABLE IF NOT EXISTS {store.table(spec.table)} (\n  {columns}\n) "
+        f"(\n  {columns}\n) "
         f"ENGINE = ReplacingMergeTree PARTITION BY toYYYYMM(received_at) ORDER BY ({key})"
     )
+
+
+LOCAL_SUFFIX = "_local"
+_ENGINE = re.compile(r"ENGINE = ReplacingMergeTree(?:\((\w+)\))?")
+_ORDER_BY = re.compile(r"ORDER BY (.+?)\s*$", re.S)
+
+
+def _on(store: Store) -> str:
+    return f" ON CLUSTER `{store.cluster}`" if store.cluster else ""
+
+
+def create_table(store: Store, name: str, body: str) -> list[str]:
+    """`CREATE TABLE` of a ReplacingMergeTree table with `body` (columns, engine, keys):
+    as it is on one server; on a cluster, replicated as `<name>_local` and Distributed
+    as `name`, sharded by its sorting key."""
+    if store.cluster is None:
+        return [f"CREATE TABLE IF NOT EXISTS {store.table(name)} {body}"]
+    local = name + LOCAL_SUFFIX
+    path = f"'/clickhouse/tables/{{shard}}/{store.database}/{local}', '{{replica}}'"
+    replicated = _ENGINE.sub(
+        lambda m: f"ENGINE = ReplicatedReplacingMergeTree({path}{f', {m[1]}' if m[1] else ''})",
+        body,
+    )
+    order_by = _ORDER_BY.search(body)
+    if replicated == body or order_by is None:
+        raise ValueError(f"table {name}: not a ReplacingMergeTree with an ORDER BY: {body}")
+    shards = (
+        f"Distributed('{store.cluster}', '{store.database}', '{local}', cityHash64({order_by[1]}))"
+    )
+    return [
+        f"CREATE TABLE IF NOT EXISTS {store.table(local)}{_on(store)} {replicated}",
+        f"CREATE TABLE IF NOT EXISTS {store.table(name)}{_on(store)} "
+        f"AS {store.table(local)} ENGINE = {shards}",
+    ]
+
+
+_ALTER = re.compile(r"ALTER TABLE (\{db\}|\w+)\.(\w+) (.+)", re.S)
+_COLUMN_ACTION = re.compile(r"(ADD|DROP|MODIFY|RENAME|COMMENT|CLEAR) COLUMN ", re.I)
+
+
+def _actions(text: str) -> list[str]:
+    """An ALTER's comma-separated actions (commas in brackets or quotes do not count)."""
+    actions, depth, quoted, start = [], 0, "", 0
+    for i, char in enumerate(text):
+        if quoted:
+            quoted = "" if char == quoted and text[i - 1] != "\\" else quoted
+        elif char in "'`\"":
+            quoted = char
+        elif char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+        elif char == "," and depth == 0:
+            actions.append(text[start:i].strip())
+            start = i + 1
+    return [*actions, text[start:].strip()]
+
+
+def alter(store: Store, sql: str) -> list[str]:
+    """An `ALTER TABLE {db}.<name> ...` as it runs here: on one server as written; on a
+    cluster on the replicated table, and on the Distributed one too when every action
+    changes columns (a Distributed table has columns, no data, TTL or indexes)."""
+    if store.cluster is None:
+        return [sql]
+    match = _ALTER.fullmatch(sql.strip())
+    if match is None:
+        raise ValueError(f"on a cluster, a migration is ALTER TABLE {{db}}.<table> ...: {sql}")
+    db, name, actions = match.groups()
+    statements = [f"ALTER TABLE {db}.{name}{LOCAL_SUFFIX}{_on(store)} {actions}"]
+    if all(_COLUMN_ACTION.match(action) for action in _actions(actions)):
+        statements.append(f"ALTER TABLE {db}.{name}{_on(store)} {actions}")
+    return statements
 
 
 # The events topic's record (`contract.events.Event.to_bytes`) as ClickHouse reads it.
@@ -300,7 +382,7 @@ def apply_retention(store: Store, settings: Settings) -> None:
         rows = store.query(
             "SELECT create_table_query FROM system.tables "
             "WHERE database = {db:String} AND name = {t:String}",
-            {"db": store.database, "t": table},
+            {"db": store.database, "t": table + (LOCAL_SUFFIX if store.cluster else "")},
         )
         if not rows:
             continue
@@ -308,48 +390,78 @@ def apply_retention(store: Store, settings: Settings) -> None:
         wanted = ttl_expr(column, getattr(settings, setting))
         found = _TABLE_TTL.search(created)
         if found is None or found.group(1) != wanted:
-            store.command(f"ALTER TABLE {store.table(table)} MODIFY TTL {wanted}")
+            _run(store, f"ALTER TABLE {{db}}.{table} MODIFY TTL {wanted}")
             logger.info("ClickHouse %s: rows kept until %s", table, wanted)
         days = settings.retention_texts_days
         for text in TEXT_COLUMNS.get(table, ()):
             has = re.search(rf"`{text}` [^,]*? TTL ([^,]+?)(?:,|\)$|\) ENGINE)", created)
             if days and (has is None or has.group(1) != ttl_expr(column, days)):
-                store.command(
-                    f"ALTER TABLE {store.table(table)} MODIFY COLUMN {quote(text)} "
-                    f"TTL {ttl_expr(column, days)}"
+                _run(
+                    store,
+                    f"ALTER TABLE {{db}}.{table} MODIFY COLUMN {quote(text)} "
+                    f"TTL {ttl_expr(column, days)}",
                 )
             elif not days and has is not None:  # not stored any more: no TTL to keep
-                store.command(
-                    f"ALTER TABLE {store.table(table)} MODIFY COLUMN {quote(text)} REMOVE TTL"
-                )
+                _run(store, f"ALTER TABLE {{db}}.{table} MODIFY COLUMN {quote(text)} REMOVE TTL")
+
+
+def _run(store: Store, sql: str) -> None:
+    for statement in alter(store, sql.format(db=store.database)):
+        store.command(statement)
+
+
+def table_statements(store: Store) -> list[str]:
+    """The tables and their callback columns, created if missing (every start), in order."""
+    statements: list[str] = []
+    for spec in SPECS.values():
+        statements += create_table(store, spec.table, event_table_body(spec))
+        table = store.table(spec.table)
+        for name, type_ in event_columns(spec):
+            statements += alter(
+                store, f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {quote(name)} {type_}"
+            )
+    for name, body in TABLES.items():
+        statements += create_table(store, name, body)
+    return statements
+
+
+def view_statements(store: Store) -> list[str]:
+    """The staging tables and views: after the migrations, as they select columns that
+    migrations add (source)."""
+    statements: list[str] = []
+    for spec in SPECS.values():
+        table = store.table(spec.table)
+        staging = EVENT_STAGING[spec.kind]
+        statements += [
+            f"CREATE TABLE IF NOT EXISTS {store.table(staging.table)}{_on(store)} "
+            f"({staging.columns}) ENGINE = Null",
+            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {store.table(staging.view)}{_on(store)} "
+            f"TO {table} AS {staging.select.format(db=store.database)}",
+        ]
+    for name, select in VIEWS.items():
+        statements.append(
+            f"CREATE OR REPLACE VIEW {store.table(name)}{_on(store)} "
+            f"AS {select.format(db=store.database)}"
+        )
+    return statements
+
+
+def create_statements(store: Store) -> list[str]:
+    """Every table and view, as `migrate` runs them (migrations between the two)."""
+    return table_statements(store) + view_statements(store)
+
+
+def migration_statements(store: Store, statements: list[str]) -> list[str]:
+    return [sql for given in statements for sql in alter(store, given.format(db=store.database))]
 
 
 def migrate(store: Store, settings: Settings | None = None) -> None:
     """The schema; with `settings`, the retention too (see `apply_retention`)."""
-    for spec in SPECS.values():
-        store.command(event_table_ddl(store, spec))
-        table = store.table(spec.table)
-        for name, type_ in event_columns(spec):
-            store.command(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {quote(name)} {type_}")
-    for name, body in TABLES.items():
-        store.command(f"CREATE TABLE IF NOT EXISTS {store.table(name)} {body}")
+    for sql in table_statements(store):
+        store.command(sql)
     _apply_migrations(store)
-    # the staging views select columns that migrations add (source): after them
-    for spec in SPECS.values():
-        table = store.table(spec.table)
-        staging = EVENT_STAGING[spec.kind]
-        store.command(
-            f"CREATE TABLE IF NOT EXISTS {store.table(staging.table)} ({staging.columns}) "
-            "ENGINE = Null"
-        )
-        store.command(
-            f"CREATE MATERIALIZED VIEW IF NOT EXISTS {store.table(staging.view)} TO {table} "
-            f"AS {staging.select.format(db=store.database)}"
-        )
-    for name, select in VIEWS.items():
-        store.command(
-            f"CREATE OR REPLACE VIEW {store.table(name)} AS {select.format(db=store.database)}"
-        )
+    for sql in view_statements(store):
+        store.command(sql)
     if settings is not None:
         apply_retention(store, settings)
     logger.info("ClickHouse schema ready in %s (%s)", store.database, store.dsn)
@@ -362,8 +474,8 @@ def _apply_migrations(store: Store) -> None:
     for version, name, statements in MIGRATIONS:
         if version in applied:
             continue
-        for sql in statements:
-            store.command(sql.format(db=store.database))
+        for sql in migration_statements(store, statements):
+            store.command(sql)
         store.command(
             f"INSERT INTO {store.table('schema_migrations')} (version, name) VALUES "
             "({v:UInt32}, {n:String})",

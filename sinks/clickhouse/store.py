@@ -41,10 +41,34 @@ def _redact(dsn: str) -> str:
     return f"{scheme}://***@{rest.split('@', 1)[1]}"
 
 
+# On a cluster: an insert into a Distributed table returns once its shard has the rows
+# (not when they are queued for it), so an offset is committed after the write; and
+# replicas are chosen in the configured order, so that a read after a write (the
+# dispatcher's look at `forwards` before it sends) goes to the replica that took it.
+_CLUSTER_SETTINGS = {"distributed_foreground_insert": 1, "load_balancing": "in_order"}
+
+
+def _client_for(dsn: str, cluster: str | None) -> Client:
+    if cluster is None:
+        return clickhouse_connect.get_client(dsn=dsn)
+    return clickhouse_connect.get_client(dsn=dsn, settings=_CLUSTER_SETTINGS)
+
+
+def create_database(database: str, cluster: str | None) -> str:
+    on_cluster = f" ON CLUSTER `{cluster}`" if cluster else ""
+    return f"CREATE DATABASE IF NOT EXISTS {database}{on_cluster}"
+
+
 class Store:
-    def __init__(self, client: Client | None, database: str, dsn: str) -> None:
+    """`cluster`: the ClickHouse cluster's name, when the tables are replicated on one
+    (`schema`)."""
+
+    def __init__(
+        self, client: Client | None, database: str, dsn: str, cluster: str | None = None
+    ) -> None:
         self._client_ = client
         self.database = database
+        self.cluster = cluster
         self.dsn = _redact(dsn)
         self._raw_dsn = dsn
         self._lock = threading.Lock()
@@ -53,8 +77,8 @@ class Store:
     def _client(self) -> Client:
         """The client, made on first use when the store was opened `deferred`."""
         if self._client_ is None:
-            client = clickhouse_connect.get_client(dsn=self._raw_dsn)
-            client.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+            client = _client_for(self._raw_dsn, self.cluster)
+            client.command(create_database(self.database, self.cluster))
             self._client_ = client
         return self._client_
 
@@ -63,7 +87,9 @@ class Store:
         """No start-up check: the connection is made by the first call, and again by the
         next one if that failed. For a writer that must keep its place in Kafka through a
         ClickHouse outage at start instead of exiting (it retries its inserts)."""
-        return cls(None, settings.clickhouse_database, settings.clickhouse_dsn)
+        return cls(
+            None, settings.clickhouse_database, settings.clickhouse_dsn, settings.clickhouse_cluster
+        )
 
     @classmethod
     def connect(cls, settings: Settings, *, attempts: int = 10, delay_s: float = 1.0) -> Store:
@@ -72,9 +98,10 @@ class Store:
         last: Exception | None = None
         for attempt in range(1, attempts + 1):
             try:
-                client = clickhouse_connect.get_client(dsn=dsn)
-                client.command(f"CREATE DATABASE IF NOT EXISTS {settings.clickhouse_database}")
-                return cls(client, settings.clickhouse_database, dsn)
+                client = _client_for(dsn, settings.clickhouse_cluster)
+                database, cluster = settings.clickhouse_database, settings.clickhouse_cluster
+                client.command(create_database(database, cluster))
+                return cls(client, database, dsn, cluster)
             except Exception as exc:  # noqa: BLE001 - any failure to connect is retried
                 last = exc
                 logger.info(
