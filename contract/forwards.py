@@ -31,6 +31,7 @@ class ForwardRequest:
     body: str
     call_sid: str | None
     requested_at: float
+    account: str | None = None  # the AccountSid whose credentials send it; None: the default
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self)  # orjson writes a dataclass as asdict() would, 10x faster

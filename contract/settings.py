@@ -13,6 +13,8 @@ from typing import Annotated, Any, Self
 
 from pydantic import (
     AliasChoices,
+    BaseModel,
+    ConfigDict,
     Field,
     FilePath,
     SecretStr,
@@ -44,6 +46,23 @@ class SaslMechanism(StrEnum):
     PLAIN = "PLAIN"
     SCRAM_SHA_256 = "SCRAM-SHA-256"
     SCRAM_SHA_512 = "SCRAM-SHA-512"
+
+
+class AccountSettings(BaseModel):
+    """What one SignalWire project (or Twilio account) has of its own; None: the default's.
+
+    The keys of `SWITCHBOARD_ACCOUNTS` are AccountSids (a SignalWire project id), the
+    callbacks' `AccountSid`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    signing_key: SecretStr | None = None
+    signalwire_project_id: str | None = None
+    signalwire_token: SecretStr | None = None
+    signalwire_space_url: str | None = None
+    forward_from: str | None = None
+    forward_to: str | None = None
+    alert_to: str | None = None
 
 
 class Settings(BaseSettings):
@@ -300,6 +319,14 @@ class Settings(BaseSettings):
         'transcription is as follows: "{transcription_text}" and the Call SID is {call_sid}'
     )
 
+    # --- several projects ---
+    accounts: dict[str, AccountSettings] = Field(
+        default_factory=dict,
+        description="per-account overrides of the signing key, SignalWire credentials and "
+        "forward and alert numbers, as JSON keyed by AccountSid; an account not listed, or a "
+        "setting not given, takes the default above",
+    )
+
     @field_validator("window_hopping_s", "alert_windows_s", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
@@ -350,6 +377,13 @@ class Settings(BaseSettings):
             )
         return self
 
+    def for_account(self, account_sid: str | None) -> Settings:
+        """These settings as the account sees them: its own overrides over the defaults."""
+        overrides = self.accounts.get(account_sid or "")
+        if overrides is None:
+            return self
+        return self.model_copy(update=overrides.model_dump(exclude_none=True))
+
     @property  # not cached: `model_copy(update={"clickhouse_url": ...})` must see the new URL
     def clickhouse_dsn(self) -> str:
         if self.clickhouse_url:
@@ -381,6 +415,9 @@ def load_settings(**overrides: Any) -> Settings:
             if not err["loc"]:  # a check across settings: its message names them
                 problems.append(str(err["msg"]).removeprefix("Value error, "))
                 continue
-            name = "SWITCHBOARD_" + "_".join(str(p) for p in err["loc"]).upper()
+            field, *inside = (str(p) for p in err["loc"])
+            name = f"SWITCHBOARD_{field.upper()}"
+            if inside:  # within a JSON setting: where, in its own terms
+                name += "".join(f"[{p}]" for p in inside)
             problems.append(f"{name}: {err['msg']}")
         raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None

@@ -28,7 +28,7 @@ from contract.settings import Settings, load_settings
 from ingest import metrics
 from ingest.callbacks import CallbackEndpoint
 from ingest.producer import AsyncProducer
-from ingest.signatures import SignatureChecker
+from ingest.signatures import AccountKeys
 
 logger = logging.getLogger(__name__)
 
@@ -86,16 +86,16 @@ async def openapi(request: Request) -> Response:
 
 def create_app(settings: Settings | None = None) -> Edge:
     settings = settings or load_settings()
-    signatures = None
-    if settings.signing_key is not None:
-        signatures = SignatureChecker(settings.signing_key.get_secret_value(), settings.public_url)
+    signatures = AccountKeys(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
         producer = AsyncProducer(producer_config(settings))
-        if signatures is None:
+        if signatures.unchecked:
             logger.warning(
-                "SWITCHBOARD_SIGNING_KEY is not set: callback signatures are NOT checked"
+                "no signing key (SWITCHBOARD_SIGNING_KEY, SWITCHBOARD_ACCOUNTS) for %s: "
+                "their callback signatures are NOT checked",
+                ", ".join(signatures.unchecked),
             )
         logger.info(
             "edge ready: kafka=%s prefix=%r signed URLs from %s",

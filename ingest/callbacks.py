@@ -34,7 +34,7 @@ from contract.topics import topic_name
 from ingest import metrics
 from ingest.body import Decoded, UnsupportedMediaType, decode, parse_form
 from ingest.producer import AsyncProducer
-from ingest.signatures import SIGNATURE_HEADERS, SignatureChecker
+from ingest.signatures import SIGNATURE_HEADERS, AccountKeys
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class _Disconnected(Exception):
 class CallbackEndpoint:
     """The ASGI app of the callback route; the producer comes from the lifespan state."""
 
-    def __init__(self, settings: Settings, signatures: SignatureChecker | None) -> None:
+    def __init__(self, settings: Settings, signatures: AccountKeys) -> None:
         self._settings = settings
         self._signatures = signatures
         self._topics = {
@@ -156,7 +156,9 @@ class CallbackEndpoint:
             raise _Rejected(400, "unhandled_event", exc.reason) from None
         except BadCallback as exc:
             raise _Rejected(400, "missing_sid", exc.reason) from None
-        signature = self._verdict(scope, headers, raw, decoded, callbacks[0].sid)
+        first = callbacks[0]
+        account = first.params.get("AccountSid", "")
+        signature = self._verdict(scope, headers, raw, decoded, first.sid, account)
         received_at = time.time()
         return [
             Envelope(
@@ -192,10 +194,19 @@ class CallbackEndpoint:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _verdict(
-        self, scope: Scope, headers: dict[bytes, bytes], raw: bytes, decoded: Decoded, sid: str
+        self,
+        scope: Scope,
+        headers: dict[bytes, bytes],
+        raw: bytes,
+        decoded: Decoded,
+        sid: str,
+        account: str,
     ) -> SignatureVerdict:
-        """VALID or UNCHECKED (signing off); a missing or wrong signature is rejected."""
-        if self._signatures is None:
+        """VALID or UNCHECKED (no key for the callback's account, whatever its format: a
+        JSON event's project id is its AccountSid); a missing or wrong signature is
+        rejected."""
+        checker = self._signatures.for_account(account)
+        if checker is None:
             return SignatureVerdict.UNCHECKED
         signature = next(
             (headers[name].decode("latin-1") for name in SIGNATURE_HEADERS if name in headers),
@@ -205,10 +216,10 @@ class CallbackEndpoint:
             raise _Rejected(403, "bad_signature", "signature missing", sid)
         query = scope["query_string"].decode("latin-1")
         path_and_query = scope["path"] + (f"?{query}" if query else "")
-        url = self._signatures.public_url(path_and_query) or str(URL(scope=scope))
+        url = checker.public_url(path_and_query) or str(URL(scope=scope))
         # a GET is signed over its URL alone, as a form post with no parameters
         form = {} if scope["method"] == "GET" else decoded.params
-        if not self._signatures.verify(url, signature, raw=raw, form=form):
+        if not checker.verify(url, signature, raw=raw, form=form):
             raise _Rejected(403, "bad_signature", f"signature does not match {url}", sid)
         return SignatureVerdict.VALID
 

@@ -21,8 +21,12 @@ import logging
 from collections.abc import Iterator
 from urllib.parse import ParseResult, parse_qs, urlparse, urlsplit, urlunsplit
 
+from pydantic import SecretStr
+
 # the URL variants the SDK's validate signs (its own helpers, from the Twilio library)
 from signalwire.request_validator import RequestValidator, add_port, remove_port
+
+from contract.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +110,34 @@ class SignatureChecker:
             # The SDK raises instead of returning False on some malformed input.
             logger.info("signature check raised %s: treating as invalid", type(exc).__name__)
             return False
+
+
+class AccountKeys:
+    """Each account's checker: a callback is verified with the signing key of the account
+    it names (`AccountSid`), its own from SWITCHBOARD_ACCOUNTS or else the default."""
+
+    def __init__(self, settings: Settings) -> None:
+        def checker(key: SecretStr | None) -> SignatureChecker | None:
+            return (
+                None
+                if key is None
+                else SignatureChecker(key.get_secret_value(), settings.public_url)
+            )
+
+        self.default = checker(settings.signing_key)
+        self._accounts = {
+            sid: checker(settings.for_account(sid).signing_key) for sid in settings.accounts
+        }
+
+    def for_account(self, account_sid: str) -> SignatureChecker | None:
+        """None: that account's callbacks are not signed (no key for it, no default)."""
+        return self._accounts.get(account_sid, self.default)
+
+    @property
+    def unchecked(self) -> list[str]:
+        """Who is not checked: "the default" and the accounts without a key."""
+        names = [sid for sid, checker in self._accounts.items() if checker is None]
+        return (["every other account"] if self.default is None else []) + names
 
 
 def _signed_urls(parsed: ParseResult, port: int | None) -> Iterator[str]:

@@ -115,6 +115,7 @@ def _query_filters(request: Request, defaults: Filters) -> Filters:
         until=when("until"),
         campaign=q.get("campaign") or None,
         number=q.get("number") or None,
+        account=q.get("account") or None,
         bucket_s=positive("bucket_s", defaults.bucket_s),
         limit=min(positive("limit", defaults.limit), 10_000),
     )

@@ -36,6 +36,7 @@ def filter_params(filters: Filters) -> dict[str, str]:
         "until": filters.until.isoformat() if filters.until else None,
         "campaign": filters.campaign,
         "number": filters.number,
+        "account": filters.account,
         "bucket_s": str(filters.bucket_s),
         "limit": str(filters.limit),
     }

@@ -38,6 +38,7 @@ class Filters:
     until: datetime | None = None
     campaign: str | None = None
     number: str | None = None  # a From or To number
+    account: str | None = None  # an AccountSid (a SignalWire project id)
     # This and mos_floor: the settings' defaults, or a deployment's through from_settings.
     unconfirmed_after_s: int = Settings.model_fields["unconfirmed_after_s"].default
     extra: dict[str, Any] = field(default_factory=dict)
@@ -67,6 +68,7 @@ class Filters:
             "until": utc(self.until) or datetime(2200, 1, 1),
             "campaign": self.campaign or "",
             "number": self.number or "",
+            "account": self.account or "",
             "unconfirmed_after_s": self.unconfirmed_after_s,
             "bucket_s": self.bucket_s,
             "mos_floor": self.mos_floor,
@@ -83,7 +85,8 @@ def utc(moment: datetime | None) -> datetime | None:
 
 _IN_TIME_AND_CAMPAIGN = """
     received_at >= {since:DateTime64(3, 'UTC')} AND received_at < {until:DateTime64(3, 'UTC')}
-    AND ({campaign:String} = '' OR campaign = {campaign:String})"""
+    AND ({campaign:String} = '' OR campaign = {campaign:String})
+    AND ({account:String} = '' OR account_sid = {account:String})"""
 _WHERE = (
     _IN_TIME_AND_CAMPAIGN
     + """
@@ -279,10 +282,12 @@ MOS = f"""
     ORDER BY bucket_start
 """
 
-# An alert or window about a campaign or number has that scope (contract.alerts.scope_key).
+# An alert or window about a campaign, number or account has that scope
+# (contract.alerts.scope_key); with a filter, only those of that scope.
 _SCOPE = f"""
     ({{campaign:String}} = '' OR scope = concat('{ScopeType.CAMPAIGN}:', {{campaign:String}}))
     AND ({{number:String}} = '' OR scope = concat('{ScopeType.NUMBER}:', {{number:String}}))
+    AND ({{account:String}} = '' OR scope = concat('{ScopeType.ACCOUNT}:', {{account:String}}))
 """
 
 ALERTS = f"""
@@ -350,6 +355,8 @@ _LETTERS_WHERE = """
     AND ({number:String} = ''
          OR JSONExtractString(raw, 'params', 'From') = {number:String}
          OR JSONExtractString(raw, 'params', 'To') = {number:String})
+    AND ({account:String} = ''
+         OR JSONExtractString(raw, 'params', 'AccountSid') = {account:String})
 """
 
 DEAD_LETTERS = f"""

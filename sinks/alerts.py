@@ -26,7 +26,7 @@ import orjson
 from confluent_kafka import Message, Producer
 from prometheus_client import Counter
 
-from contract.alerts import Alert, AlertState
+from contract.alerts import Alert, AlertState, ScopeType
 from contract.deadletters import Reason, Stage
 from contract.forwards import ForwardKind, ForwardRequest
 from contract.kafka import sink_consumer_config
@@ -79,16 +79,19 @@ class AlertDispatch:
         if alert.silenced:
             logger.info("alert %s is silenced: no SMS", alert.alert_id)
             return True
-        if not (self.settings.alert_to and self.settings.forward_from):
+        account = alert_account(alert)
+        settings = self.settings.for_account(account)
+        if not (settings.alert_to and settings.forward_from):
             return True
         request = ForwardRequest(
             forward_id=alert.alert_id,
             kind=ForwardKind.ALERT,
-            to=self.settings.alert_to,
-            from_=self.settings.forward_from,
-            body=text(self.settings, alert, report),
+            to=settings.alert_to,
+            from_=settings.forward_from,
+            body=text(settings, alert, report),
             call_sid=None,
             requested_at=alert.raised_at,
+            account=account,
         )
         return self.dispatcher.dispatch(request, wait, source=msg) is not None
 
@@ -132,6 +135,14 @@ class AlertDispatch:
             alert.count,
         )
         return path
+
+
+def alert_account(alert: Alert) -> str | None:
+    """The account an account-scoped alert is about: its SMS goes to that account's
+    SWITCHBOARD_ACCOUNTS alert_to, sent with its credentials; other scopes (a campaign, a
+    number) belong to no one account and go to the default."""
+    scope_type, _, value = alert.scope.partition(":")
+    return value if scope_type == ScopeType.ACCOUNT else None
 
 
 def text(settings: Settings, alert: Alert, report: str = "") -> str:

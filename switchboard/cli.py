@@ -130,6 +130,9 @@ Campaign = Annotated[str | None, typer.Option(help="only this campaign tag")]
 Number = Annotated[
     str | None, typer.Option(help="only messages or calls from or to this number (E.164)")
 ]
+Account = Annotated[
+    str | None, typer.Option(help="only this account's (AccountSid, a SignalWire project id)")
+]
 
 
 @app.command(
@@ -142,6 +145,7 @@ def report(
     until: Until = None,
     campaign: Campaign = None,
     number: Number = None,
+    account: Account = None,
     bucket: Annotated[
         int, typer.Option(min=1, help="seconds per time bucket (delivery-rate, mos)")
     ] = Filters.bucket_s,
@@ -160,6 +164,7 @@ def report(
         until=until,
         campaign=campaign,
         number=number,
+        account=account,
         bucket_s=bucket,
         limit=limit,
     )
@@ -221,8 +226,9 @@ def _export_command(name: str) -> None:
         until: Until = None,
         campaign: Campaign = None,
         number: Number = None,
+        account: Account = None,
     ) -> None:
-        _export(name, output, Filters(since, until, campaign, number))
+        _export(name, output, Filters(since, until, campaign, number, account))
 
     summary = EXPORT_DESCRIPTIONS[name]
     export.__doc__ = (

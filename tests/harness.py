@@ -96,6 +96,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
             value = value.get_secret_value()
         if isinstance(value, tuple):
             value = ",".join(str(v) for v in value)
+        if name == "accounts":  # JSON, secrets revealed as they were given
+            value = json.dumps(
+                {sid: a.model_dump(exclude_none=True) for sid, a in value.items()},
+                default=lambda secret: secret.get_secret_value(),
+            )
         field = Settings.model_fields[name]
         alias = field.validation_alias
         key = f"SWITCHBOARD_{name.upper()}"

@@ -254,6 +254,25 @@ def test_alerts_and_failure_windows(store: Store, base: float) -> None:
     ]  # fmt: skip
 
 
+def test_reports_filter_by_account(store: Store, base: float) -> None:
+    other = "AC" + "9" * 32
+    agency = scenario.sms("SM900", "failed", base + 30, "fall-promo", code="30007")
+    agency.values["account_sid"] = other
+    scenario.insert_events(store, [agency])
+
+    [mine] = run_report(store, "delivery", Filters(account=other))
+    assert (mine["campaign"], mine["messages"], mine["failed"]) == ("fall-promo", 1, 1)
+    ours = run_report(store, "delivery", Filters(account=scenario.ACCOUNT))
+    assert [(r["campaign"], r["messages"]) for r in ours] == [
+        ("fall-promo", 3),
+        ("spring-sale", 10),
+    ]
+    # Alerts and windows about an account have its scope; the others are about no account.
+    alerts = run_report(store, "alerts", Filters(account=scenario.ACCOUNT))
+    assert [(a["type"], a["scope"]) for a in alerts] == [("low_mos", f"account:{scenario.ACCOUNT}")]
+    assert run_report(store, "alerts", Filters(account=other)) == []
+
+
 def test_a_replayed_campaign_counts_once(store: Store, base: float) -> None:
     def reports() -> dict[str, list[dict[str, Any]]]:
         # how long an alert has fired grows with the clock, not with the data

@@ -4,7 +4,7 @@
 
 (() => {
   const TOKEN_KEY = "switchboard-token";
-  const FILTERS = ["campaign", "number", "since", "until", "bucket_s"];
+  const FILTERS = ["campaign", "number", "account", "since", "until", "bucket_s"];
   const query = new URLSearchParams(location.search);
   const refreshMs = Math.max(500, Number(query.get("refresh") || 2000));
 

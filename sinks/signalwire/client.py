@@ -1,6 +1,7 @@
 """Thin wrapper around the real SignalWire REST SDK (Twilio-compatible LaML API).
 
-`make_client` builds the SDK client from settings (or None in dry-run mode);
+`make_client` builds the SDK client from settings (or None in dry-run mode), and
+`Clients` each account's (SWITCHBOARD_ACCOUNTS);
 `send_sms` and `fetch_message` turn SDK and transport failures into
 `SignalWireError`, which says whether a retry can help. The SDK is synchronous:
 call these from a thread pool in async code.
@@ -81,6 +82,23 @@ def make_client(settings: Settings) -> Client | None:
         # what every /2010-04-01/Accounts/... resource is joined onto.
         client.api.base_url = settings.signalwire_api_base.rstrip("/")
     return client
+
+
+class Clients:
+    """The SDK client of each account, made on first use: an account listed in
+    SWITCHBOARD_ACCOUNTS with credentials of its own gets a client of its own, every
+    other account the default's. Not shared between threads (the SDK's HTTP session)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._made: dict[str, Client | None] = {}
+
+    def for_account(self, account_sid: str | None) -> Client | None:
+        """None: dry run (no credentials for that account)."""
+        key = account_sid if account_sid in self._settings.accounts else ""
+        if key not in self._made:
+            self._made[key] = make_client(self._settings.for_account(key))
+        return self._made[key]
 
 
 def _call(action: str, fn: Callable[[], T], op: str = "other") -> T:

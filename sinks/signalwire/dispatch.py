@@ -40,7 +40,7 @@ from runtime.deadletters import DEAD_LETTERS
 from runtime.strategies import Wait, until_done
 from sinks.clickhouse.rows import json_rows
 from sinks.clickhouse.store import Store
-from sinks.signalwire.client import make_client, retrying, send_sms
+from sinks.signalwire.client import Clients, retrying, send_sms
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class Dispatcher:
         self.settings = settings
         self.store = store
         self.stage = stage
-        self._client = make_client(settings)  # None: dry run
+        self._clients = Clients(settings)
         self._drop_texts = settings.retention_texts_days == 0
         self._producer = producer
         self._dead_letter_topic = topic_name(Topic.FORWARDS_DEAD_LETTER, settings.topic_prefix)
@@ -126,7 +126,7 @@ class Dispatcher:
             logger.info("%s forward %s already %s; not sent again", kind, fid, found)
             return State(found)
         if send is None:
-            client = self._client
+            client = self._clients.for_account(request.account)  # None: dry run
             if client is None:
                 logger.warning(
                     "dry run (no SignalWire credentials): %s forward %s CallSid %s recorded, "

@@ -34,7 +34,7 @@ from runtime.consumer import ConsumerRuntime
 from runtime.strategies import Abandoned, Batching
 from sinks.clickhouse.rows import json_rows
 from sinks.clickhouse.store import Store
-from sinks.signalwire.client import fetch_message, make_client, retrying
+from sinks.signalwire.client import Clients, fetch_message, retrying
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,12 @@ _BATCH_AGE_S = 1.0
 
 def enricher(settings: Settings, store: Store, *, group: str) -> ConsumerRuntime:
     mode = "SignalWire REST API" if settings.signalwire_configured else "dry run"
-    logger.info("enrichment of failed messages through the %s", mode)
+    own = [sid for sid in settings.accounts if settings.for_account(sid).signalwire_configured]
+    logger.info(
+        "enrichment of failed messages through the %s (accounts with their own: %s)",
+        mode,
+        ", ".join(own) or "none",
+    )
     return ConsumerRuntime(
         settings,
         name="enrich",
@@ -104,7 +109,7 @@ class Enrichment:
         self.store = store
         self._sleep = sleep  # False once the runtime gives the batch up
         self._pool = ThreadPoolExecutor(settings.enrich_concurrency, thread_name_prefix="enrich")
-        self._clients = threading.local()  # one SDK client (one HTTP session) per pool thread
+        self._clients = threading.local()  # SDK clients (HTTP sessions) per pool thread
         self._redactor = Redactor.from_settings(settings)
 
     def new(self) -> FailedBatch:
@@ -194,7 +199,7 @@ class Enrichment:
             "campaign": event.campaign,
             "received_at": event.received_at,
         }
-        client = self._client()
+        client = self._client(event.get("account_sid"))
         if client is None:
             logger.info(
                 "SID: %s, Status: %s, ErrorCode: %s (dry run: no SignalWire credentials, "
@@ -241,7 +246,8 @@ class Enrichment:
             "enrichment": "api",
         }
 
-    def _client(self) -> Any:
-        if not hasattr(self._clients, "client"):
-            self._clients.client = make_client(self.settings)
-        return self._clients.client
+    def _client(self, account_sid: str | None) -> Any:
+        """The client with the credentials of the message's account."""
+        if not hasattr(self._clients, "by_account"):
+            self._clients.by_account = Clients(self.settings)
+        return self._clients.by_account.for_account(account_sid)
