@@ -58,6 +58,7 @@ from bench.common import (
     Child,
     Offsets,
     Pipeline,
+    Profiler,
     Sampler,
     bench_settings,
     fmt,
@@ -371,6 +372,10 @@ def alert_latencies(
     return latencies
 
 
+# py-spy's hottest functions of each Python stage in the last steady run
+PROFILES: dict[str, list[tuple[str, float]]] = {}
+
+
 def steady(broker: LocalBroker, opts: Options, seed: int) -> dict[str, Any]:
     """One steady run on a fresh pipeline."""
     settings = pipeline_settings(broker, opts)
@@ -414,7 +419,9 @@ def measure_steady(
     }
     log = SendLog(markers)
     pids = pipeline.pids() | {"broker": broker.pid() or 0, "load generator": os.getpid()}
-    with Watch(settings, markers) as watch, Sampler(pids) as sampler:
+    python_stages = {n: p for n, p in pids.items() if n in ("edge", "processors", "sink")}
+    profiler = Profiler(python_stages, opts.workdir / f"profiles-{seed}")
+    with Watch(settings, markers) as watch, Sampler(pids) as sampler, profiler:
         report = send(
             traffic.callbacks,
             edge_targets(pipeline.edge_url),
@@ -460,6 +467,7 @@ def measure_steady(
             figures[f"{key}_{figure}"] = s[figure]
     # CPU per callback: what decides how many machines a rate needs, and moves far less
     # with the shared host than the rate itself does
+    PROFILES.update(profiler.top())  # the last run's: the one shown beside the medians
     per_callback = {name: 1e6 * s["cpu_s"] / total for name, s in stats.items()}
     for name, us in per_callback.items():
         figures[f"cpu_us_per_callback_{name.replace(' ', '_')}"] = us
@@ -771,6 +779,16 @@ def render(
             f" {fmt(f.get('alerts_timed'))} count alerts ({fmt(f.get('alerts_received'))}"
             f" received, threshold {opts.alert_threshold} per window).",
         ]
+    for stage, rows in f.get("profiles", {}).items():
+        lines += [
+            "",
+            f"Profile of the {stage} (py-spy, 100 Hz, the last steady run): the 20 functions"
+            " with the most own samples, % of its samples.",
+            "",
+            "| function (file:line) | own % |",
+            "|---|---|",
+            *(f"| `{frame}` | {pct} |" for frame, pct in rows),
+        ]
     if any(k.startswith("cost_us_per_callback_") for k in f):
         lines += [
             "",
@@ -951,6 +969,8 @@ def main(argv: list[str] | None = None) -> None:
             figures["cpu_us_per_callback_total"] / figures["bare_cpu_us_per_req"]
         )
     config["part_runs"] = {part: ran[part] for part in Options().parts if part in ran}
+    if PROFILES:
+        figures["profiles"] = {n: [list(row) for row in rows] for n, rows in PROFILES.items()}
     markdown = render(figures, opts, machine, config["part_runs"])
     path = write_results("pipeline", figures, markdown, machine=machine, config=config)
     logger.info("wrote %s", path)
