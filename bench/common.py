@@ -385,6 +385,66 @@ class Sampler:
         return out
 
 
+class Profiler:
+    """py-spy attached to named Python processes (and their children) while the block
+    runs, without pausing them; `top()` is each one's hottest functions by own samples.
+
+    py-spy needs ptrace permission over the target (same user, and a Yama ptrace_scope
+    that allows it); where it cannot attach, the stage gets no profile and a log line."""
+
+    def __init__(self, pids: Mapping[str, int], workdir: Path, rate_hz: int = 100) -> None:
+        self.pids = dict(pids)
+        self.workdir = workdir
+        self.rate_hz = rate_hz
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+
+    def _out(self, name: str) -> Path:
+        return self.workdir / f"profile-{name.replace(' ', '_')}.txt"
+
+    def __enter__(self) -> Profiler:
+        spy = Path(sys.executable).with_name("py-spy")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for name, pid in self.pids.items():
+            argv = [str(spy), "record", "--pid", str(pid), "--format", "raw"]
+            argv += ["--rate", str(self.rate_hz), "--nonblocking", "--subprocesses"]
+            argv += ["--output", str(self._out(name))]
+            self.children[name] = subprocess.Popen(
+                argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for child in self.children.values():
+            child.send_signal(signal.SIGINT)  # py-spy writes its output on Ctrl-C
+        for name, child in self.children.items():
+            try:
+                _, err = child.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                _, err = child.communicate()
+            if not self._out(name).exists():
+                print(f"py-spy got no profile of {name}: {err.decode()[-300:]}", file=sys.stderr)
+
+    def top(self, n: int = 20) -> dict[str, list[tuple[str, float]]]:
+        """Per process: the `n` functions with the most own (leaf) samples, in % of all."""
+        out: dict[str, list[tuple[str, float]]] = {}
+        for name in self.pids:
+            path = self._out(name)
+            if not path.exists():
+                continue
+            own: dict[str, int] = {}
+            for line in path.read_text().splitlines():
+                stack, _, count = line.rpartition(" ")
+                if not stack or not count.isdigit():
+                    continue
+                leaf = stack.rsplit(";", 1)[-1]
+                own[leaf] = own.get(leaf, 0) + int(count)
+            total = sum(own.values()) or 1
+            ranked = sorted(own.items(), key=lambda kv: -kv[1])[:n]
+            out[name] = [(frame, round(100 * c / total, 1)) for frame, c in ranked]
+        return out
+
+
 # --- Kafka offsets: has the work landed? ---------------------------------------------
 
 

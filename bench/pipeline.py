@@ -3,10 +3,16 @@ generator together, against the seed's apps driven with the same traffic.
 
     python -m bench.pipeline                 # the full run (long: see BENCHMARKS.md)
     python -m bench.pipeline --smoke         # every part at tiny sizes, in about a minute
-    python -m bench.pipeline --parts steady  # one part: steady, growth, baseline, verify
+    python -m bench.pipeline --parts steady  # one part: bare, steady, growth, baseline, verify
 
 Parts, each on fresh topics and a fresh ClickHouse database against one broker:
-- steady: callbacks paced at --rate for --duration seconds. A sample of callbacks are
+- bare: bench/ingest's bare Starlette app under wrk, its CPU per request on the same
+  body; CPU per callback (steady) divided by it is `cpu_per_callback_vs_bare`, a
+  ratio measured in one run and so far less host-dependent than either figure.
+- steady: callbacks paced at --rate for --duration seconds. Each stage's CPU seconds
+  over the run divided by the callbacks sent is its `cpu_us_per_callback_<stage>`;
+  `cpu_us_per_callback_total` sums edge, processors, sink and broker (not the load
+  generator). A sample of callbacks are
   markers: the time from writing the request to the sink committing the offset past its
   event (the sink commits only after ClickHouse took the rows, so the row is queryable
   by then) is the row latency. Alerts are read off the alerts topic as they arrive and
@@ -52,6 +58,7 @@ from bench.common import (
     Child,
     Offsets,
     Pipeline,
+    Profiler,
     Sampler,
     bench_settings,
     fmt,
@@ -65,6 +72,7 @@ from bench.common import (
     wait_until,
     write_results,
 )
+from bench.ingest import Server, ensure_wrk, serving, tree_cpu_s, wrk
 from contract.alerts import AlertType, ScopeType, scope_key
 from contract.kafka import client_config
 from contract.kinds import CallbackKind
@@ -112,7 +120,7 @@ class Options:
     alert_threshold: int = 50
     log_level: str = "INFO"
     land_timeout_s: float = 600
-    parts: tuple[str, ...] = ("steady", "growth", "baseline", "verify")
+    parts: tuple[str, ...] = ("bare", "steady", "growth", "baseline", "verify")
     smoke: bool = False
     workdir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
 
@@ -364,6 +372,10 @@ def alert_latencies(
     return latencies
 
 
+# py-spy's hottest functions of each Python stage in the last steady run
+PROFILES: dict[str, list[tuple[str, float]]] = {}
+
+
 def steady(broker: LocalBroker, opts: Options, seed: int) -> dict[str, Any]:
     """One steady run on a fresh pipeline."""
     settings = pipeline_settings(broker, opts)
@@ -407,7 +419,9 @@ def measure_steady(
     }
     log = SendLog(markers)
     pids = pipeline.pids() | {"broker": broker.pid() or 0, "load generator": os.getpid()}
-    with Watch(settings, markers) as watch, Sampler(pids) as sampler:
+    python_stages = {n: p for n, p in pids.items() if n in ("edge", "processors", "sink")}
+    profiler = Profiler(python_stages, opts.workdir / f"profiles-{seed}")
+    with Watch(settings, markers) as watch, Sampler(pids) as sampler, profiler:
         report = send(
             traffic.callbacks,
             edge_targets(pipeline.edge_url),
@@ -451,11 +465,41 @@ def measure_steady(
         key = name.replace(" ", "_")
         for figure in ("cpu_pct", "rss_mb_start", "rss_mb_end", "rss_growth_pct"):
             figures[f"{key}_{figure}"] = s[figure]
+    # CPU per callback: what decides how many machines a rate needs, and moves far less
+    # with the shared host than the rate itself does
+    PROFILES.update(profiler.top())  # the last run's: the one shown beside the medians
+    per_callback = {name: 1e6 * s["cpu_s"] / total for name, s in stats.items()}
+    for name, us in per_callback.items():
+        figures[f"cpu_us_per_callback_{name.replace(' ', '_')}"] = us
+    pipeline_stages = ("edge", "processors", "sink", "broker")
+    if all(stage in per_callback for stage in pipeline_stages):
+        figures["cpu_us_per_callback_total"] = sum(per_callback[s] for s in pipeline_stages)
     figures["rss_growth_pct_max"] = max(
         (stats[s]["rss_growth_pct"] for s in ("edge", "processors", "sink") if s in stats),
         default=None,
     )
     return figures
+
+
+def bare(broker: LocalBroker, opts: Options) -> dict[str, Any]:
+    """The bare Starlette app's CPU per request on the same body (bench/ingest's), in
+    this run: the host-independent yardstick that CPU per callback is divided by."""
+    settings = pipeline_settings(broker, opts)
+    ensure_wrk()
+
+    def once() -> dict[str, float]:
+        with serving(Server("bare", 1), settings, opts.workdir / "logs") as (url, pid):
+            wrk(url, 64, 2)  # warm up
+            cpu0 = tree_cpu_s(pid)
+            result = wrk(url, 64, min(opts.duration_s, 10.0))
+            cpu1 = tree_cpu_s(pid)
+        ok = result["requests"] - result["errors_status"]
+        return {
+            "bare_per_s": ok / (result["duration_us"] / 1e6),
+            "bare_cpu_us_per_req": 1e6 * (cpu1 - cpu0) / max(ok, 1),
+        }
+
+    return repeat(opts.runs, once)
 
 
 # --- growth ------------------------------------------------------------------------------
@@ -650,6 +694,19 @@ def render(
             ">= 5,000",
         ),
         ("callbacks/s acknowledged by the edge", "acked_per_s", 0, ""),
+        (
+            "CPU per callback, edge + processors + sink + broker (us)",
+            "cpu_us_per_callback_total",
+            0,
+            "",
+        ),
+        (
+            "bare Starlette app's CPU per request, same body, same run (us)",
+            "bare_cpu_us_per_req",
+            0,
+            "",
+        ),
+        ("CPU per callback / the bare app's per request", "cpu_per_callback_vs_bare", 2, "<= 3.0"),
         ("callback to row queryable, p50 (ms)", "row_p50_ms", 0, ""),
         ("callback to row queryable, p99 (ms)", "row_p99_ms", 0, "< 2,000"),
         ("of which callback to normalized event on Kafka, p50 (ms)", "event_p50_ms", 0, ""),
@@ -704,13 +761,15 @@ def render(
             f"Steady run at {fmt(opts.rate)}/s for {fmt(opts.duration_s)} s: CPU and RSS per"
             " process (RSS growth: median of the last tenth of samples vs the first tenth).",
             "",
-            "| process | CPU % | RSS start (MB) | RSS end (MB) | RSS growth % |",
-            "|---|---|---|---|---|",
+            "| process | CPU % | CPU per callback (us) | RSS start (MB) | RSS end (MB)"
+            " | RSS growth % |",
+            "|---|---|---|---|---|---|",
         ]
         for s in stages:
             if f"{s}_cpu_pct" in f:
                 lines.append(
                     f"| {s.replace('_', ' ')} | {fmt(f[f'{s}_cpu_pct'], 1)} |"
+                    f" {fmt(f.get(f'cpu_us_per_callback_{s}'))} |"
                     f" {fmt(f[f'{s}_rss_mb_start'], 1)} | {fmt(f[f'{s}_rss_mb_end'], 1)} |"
                     f" {fmt(f[f'{s}_rss_growth_pct'], 1)} |"
                 )
@@ -719,6 +778,16 @@ def render(
             f"Row latency from {fmt(f.get('row_markers'))} marker callbacks; alert latency from"
             f" {fmt(f.get('alerts_timed'))} count alerts ({fmt(f.get('alerts_received'))}"
             f" received, threshold {opts.alert_threshold} per window).",
+        ]
+    for stage, rows in f.get("profiles", {}).items():
+        lines += [
+            "",
+            f"Profile of the {stage} (py-spy, 100 Hz, the last steady run): the 20 functions"
+            " with the most own samples, % of its samples.",
+            "",
+            "| function (file:line) | own % |",
+            "|---|---|",
+            *(f"| `{frame}` | {pct} |" for frame, pct in rows),
         ]
     if any(k.startswith("cost_us_per_callback_") for k in f):
         lines += [
@@ -808,7 +877,7 @@ def parse(argv: list[str] | None) -> Options:
     p = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__.split("\n")[0])
     d = Options()
     p.add_argument("--smoke", action="store_true", help="tiny sizes: check that it all works")
-    p.add_argument("--parts", default=",".join(d.parts), help="steady,growth,baseline,verify")
+    p.add_argument("--parts", default=",".join(d.parts), help="bare,steady,growth,baseline,verify")
     p.add_argument("--rate", type=float, default=d.rate, help="steady load, callbacks/s")
     p.add_argument("--duration", type=float, default=d.duration_s, help="steady run, seconds")
     p.add_argument("--concurrency", type=int, default=d.concurrency)
@@ -870,6 +939,7 @@ def main(argv: list[str] | None = None) -> None:
     figures: dict[str, Any] = {}
     ran: dict[str, str] = {}  # part -> when it finished
     parts: dict[str, Callable[[], dict[str, float]]] = {
+        "bare": lambda: bare(broker, opts),
         "steady": lambda: repeat(opts.runs, lambda: steady(broker, opts, seed=int(time.time()))),
         "growth": lambda: growth(broker, opts),
         "baseline": lambda: baseline(broker, opts),
@@ -894,7 +964,13 @@ def main(argv: list[str] | None = None) -> None:
         config = earlier.pop("config", {}) | {"last_parts_run": list(opts.parts), **config}
         figures = {k: v for k, v in earlier.items() if k not in ("machine", "command")} | figures
         ran = config.get("part_runs", {}) | ran
+    if figures.get("cpu_us_per_callback_total") and figures.get("bare_cpu_us_per_req"):
+        figures["cpu_per_callback_vs_bare"] = (
+            figures["cpu_us_per_callback_total"] / figures["bare_cpu_us_per_req"]
+        )
     config["part_runs"] = {part: ran[part] for part in Options().parts if part in ran}
+    if PROFILES:
+        figures["profiles"] = {n: [list(row) for row in rows] for n, rows in PROFILES.items()}
     markdown = render(figures, opts, machine, config["part_runs"])
     path = write_results("pipeline", figures, markdown, machine=machine, config=config)
     logger.info("wrote %s", path)
