@@ -282,7 +282,7 @@ TABLES: dict[str, str] = {
         (erasure_id String, erased_at DateTime64(3, 'UTC'),
          clickhouse_rows Map(String, UInt64), kafka_records Map(String, UInt64),
          export_rows UInt64)
-        ENGINE = MergeTree ORDER BY erased_at""",
+        ENGINE = ReplacingMergeTree ORDER BY erasure_id""",
 }
 
 # Per-minute figures by campaign and number (and account), from the window tables the
