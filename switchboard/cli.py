@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from contract.alerts import AlertType
 from contract.deadletters import Reason
@@ -39,6 +40,20 @@ broker_app = typer.Typer(
 )
 app.add_typer(broker_app, name="broker")
 console = Console(stderr=True)
+
+
+def _progress(*, shown: bool = True) -> Progress:
+    """A progress bar on standard error, for a terminal only (a pipe or log gets none)."""
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not (shown and console.is_terminal),
+    )
+
 
 Host = Annotated[str | None, typer.Option(help="address to listen on (default from settings)")]
 Port = Annotated[int | None, typer.Option(help="port to listen on (default from settings)")]
@@ -183,8 +198,6 @@ Output = Annotated[
 
 
 def _export(name: str, output: Path | None, filters: Filters) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from query.client import open_export
 
     settings = _settings()
@@ -193,15 +206,7 @@ def _export(name: str, output: Path | None, filters: Filters) -> None:
         (
             output.open("w", newline="", encoding="utf-8") if output else nullcontext(sys.stdout)
         ) as sink,
-        Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-            disable=not console.is_terminal,
-        ) as progress,
+        _progress() as progress,
     ):
         writer = csv.writer(sink, lineterminator="\n")
         writer.writerow(stream.columns)
@@ -376,8 +381,6 @@ def reconcile(
     """Fetch messages and calls stuck short of a final status from SignalWire's REST API
     and publish what the provider knows as callbacks marked source=reconcile (they then
     count like any callback, once). Exit code 1 if any fetch failed."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from reconcile.once import reconcile_once
     from reconcile.stage import Outcome
     from switchboard.output import render
@@ -389,11 +392,8 @@ def reconcile(
 
         run_stage(settings, metrics_port)
         return
-    bar = Progress(
-        "reconcile", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, disable=not progress,
-    )  # fmt: skip
-    task = bar.add_task("fetch", total=None)
+    bar = _progress(shown=progress)
+    task = bar.add_task("reconcile", total=None)
     with bar:
         tally = reconcile_once(
             settings,
@@ -438,21 +438,11 @@ def forget(
     ClickHouse: every row that holds it, and the rows of the same messages and calls,
     waited for; exports: the CSV rows that hold it. An audit row in `erasures` records
     the erasure without the number. Running it again removes nothing more."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     from query.client import request_forget
     from switchboard.output import render
 
     settings = _settings()
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    ) as bar:
+    with _progress() as bar:
         tasks: dict[str, object] = {}
 
         def progress(what: str, done: int, total: int) -> None:
