@@ -34,8 +34,14 @@ NUMBER = "+15550004444"
 @pytest.fixture
 def sw(fake: FakeSignalWire, topics: Settings) -> Settings:
     fake.reset()
+    # bodies kept, as the seed's tracker kept them in its CSV
     return with_signalwire(
-        topics, fake.base_url, alert_to=ALERT_TO, forward_from=FORWARD_FROM, alert_report_wait_s=20
+        topics,
+        fake.base_url,
+        alert_to=ALERT_TO,
+        forward_from=FORWARD_FROM,
+        alert_report_wait_s=20,
+        retention_texts_days=30,
     )
 
 

@@ -47,13 +47,21 @@ def test_there_are_fixtures_of_every_kind_and_format() -> None:
 
 
 @pytest.fixture
-def processors(topics: Settings, tmp_path: Path) -> Iterator[Stage]:
-    stage = Stage("process", topics, tmp_path).start()
+def keeping(topics: Settings) -> Settings:
+    """Texts kept (for a month), so every value of a file, its body too, has its column;
+    that they are dropped by default is tests/test_privacy.py's."""
+    return topics.model_copy(update={"retention_texts_days": 30})
+
+
+@pytest.fixture
+def processors(keeping: Settings, tmp_path: Path) -> Iterator[Stage]:
+    stage = Stage("process", keeping, tmp_path).start()
     yield stage
     stage.terminate()
 
 
-def test_every_fixture_lands_as_its_row(topics: Settings, store: Store, processors: Stage) -> None:
+def test_every_fixture_lands_as_its_row(keeping: Settings, store: Store, processors: Stage) -> None:
+    topics = keeping
     warm_idempotence(topics)
     with TestClient(create_app(topics)) as edge:
         for fixture in FIXTURES:
