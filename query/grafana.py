@@ -3,7 +3,7 @@ named SQL as the reports, so the two never drift apart.
 
 Grafana's ClickHouse plugin has no query parameters; its macros and variables take
 their place: the time picker for since/until, `$__interval_s` for the bucket, and the
-`campaign` and `number` text boxes through `:sqlstring`, which quotes and escapes.
+`campaign`, `number` and `account` text boxes through `:sqlstring`, which quotes and escapes.
 `python -m query.grafana` rewrites the JSON; a test checks it is current and that every
 panel's SQL runs.
 """
@@ -30,6 +30,7 @@ GRAFANA_PARAMETERS = {
     "until": "$__toTime",
     "campaign": "${campaign:sqlstring}",
     "number": "${number:sqlstring}",
+    "account": "${account:sqlstring}",
     "bucket_s": "$__interval_s",
     "unconfirmed_after_s": str(_DEFAULTS.unconfirmed_after_s),
     "mos_floor": str(_DEFAULTS.mos_floor),
@@ -157,6 +158,7 @@ def build() -> dict[str, Any]:
             "list": [
                 {**text_box, "name": "campaign", "label": "campaign"},
                 {**text_box, "name": "number", "label": "number"},
+                {**text_box, "name": "account", "label": "account"},
             ]
         },
         "panels": panels,

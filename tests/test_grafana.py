@@ -21,6 +21,7 @@ MACROS = {
     "$__interval_s": "60",
     "${campaign:sqlstring}": "''",
     "${number:sqlstring}": "''",
+    "${account:sqlstring}": "''",
 }
 
 
