@@ -33,6 +33,13 @@ SMS = {
 
 
 @pytest.fixture
+def topics(topics: Settings) -> Settings:
+    """Texts kept for a month: this checks that every parameter lands, the body too (that
+    texts are dropped by default is tests/test_privacy.py's)."""
+    return topics.model_copy(update={"retention_texts_days": 30})
+
+
+@pytest.fixture
 def edge(topics: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(topics)) as client:
         yield client
